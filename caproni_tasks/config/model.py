@@ -1,0 +1,166 @@
+"""caproni.yaml as frozen, typed values: what the loader produces and reloaders consume.
+
+Paths are absolute (resolved against the config file's directory). ``${NAME}``
+references to ``variables`` are already expanded; ``${runtimevar:NAME}`` references are
+kept in the text and listed in ``runtimevars`` so the supervisor can substitute current
+values and restart on change. ``$$`` is a literal ``$``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+RestartPolicy = Literal["always", "on-failure", "never"]
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a value was written: 1-based line and column in ``file``."""
+
+    file: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """Exactly one of the three is set."""
+
+    tcp: int | None = None
+    http: str | None = None
+    log: str | None = None  # a regular expression matched against each output line
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """A process of a reloader; ``depends_on`` entries resolve to these."""
+
+    reloader: str
+    process: str
+
+    def __str__(self) -> str:
+        return f"{self.reloader}.{self.process}"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    command: str  # a shell string, run with /bin/sh -c
+    directory: Path  # absolute: the repository (or config) dir joined with `directory:`
+    env: Mapping[str, str] = field(default_factory=dict)
+    watch: tuple[str, ...] = ()  # globs relative to `directory`
+    ignore: tuple[str, ...] = ()  # globs relative to `directory`
+    restart: RestartPolicy = "on-failure"
+    max_restarts: int = 10
+    stop_signal: str = "SIGTERM"  # a signal name as in the `signal` module
+    stop_timeout: float = 10.0  # seconds between stop_signal and SIGKILL
+    ready: ReadyCheck | None = None
+    depends_on: tuple[ProcessRef, ...] = ()
+    runtimevars: frozenset[str] = frozenset()  # names used as ${runtimevar:NAME}
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """The ``process:`` section of a reloader of kind ``process``."""
+
+    processes: tuple[ProcessSpec, ...]
+
+
+@dataclass(frozen=True)
+class MirrorTarget:
+    namespace: str
+    kubernetes_type: str
+    name: str
+    container: str | None = None
+
+
+@dataclass(frozen=True)
+class MirrorProcess:
+    name: str
+    command: str
+    port: int | None = None
+    context: Literal["mirror", "local"] = "mirror"
+    env: Mapping[str, str] = field(default_factory=dict)
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class LifecycleHook:
+    type: str
+    script: str
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """The ``mirror:`` section (Caproni's shape); fs/network are passed to mirrord as is."""
+
+    target: MirrorTarget
+    filesystem: Mapping[str, object] = field(default_factory=dict)
+    network: Mapping[str, object] = field(default_factory=dict)
+    edit_mode_processes: tuple[MirrorProcess, ...] = ()
+    lifecycle_hooks: tuple[LifecycleHook, ...] = ()
+
+
+@dataclass(frozen=True)
+class SkaffoldSettings:
+    """The ``skaffold:`` section: arguments of ``skaffold dev``."""
+
+    file: str = "skaffold.yaml"
+    profiles: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    kube_context: str | None = None
+    namespace: str | None = None
+    port_forward: str = "user"
+
+
+KindSettings = ProcessSettings | MirrorSettings | SkaffoldSettings | Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class RepositorySpec:
+    name: str
+    directory: Path  # absolute
+    repository: str | None = None  # clone URL, informational
+    edit_mode: bool = False
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class ReloaderSpec:
+    name: str
+    type: str
+    directory: Path  # absolute: the repository's directory, or the config's directory
+    repository: str | None = None
+    edit_mode: bool = False
+    #: The section named after the kind, typed for built-in kinds; plain data
+    #: (a mapping of the YAML as loaded) for third-party kinds.
+    settings: KindSettings = field(default_factory=dict)
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeVarSpec:
+    name: str
+    url: str  # as written; relative file URLs resolve against `base_dir`
+    base_dir: Path
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class CaproniConfig:
+    path: Path  # the main file, absolute
+    version: int
+    variables: Mapping[str, str] = field(default_factory=dict)
+    repositories: Mapping[str, RepositorySpec] = field(default_factory=dict)
+    reloaders: Mapping[str, ReloaderSpec] = field(default_factory=dict)  # file order
+    runtimevars: Mapping[str, RuntimeVarSpec] = field(default_factory=dict)
+    #: One-line notices for the user (e.g. ignored `cluster:` / `deployers:` sections).
+    notices: tuple[str, ...] = ()
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent

@@ -1,0 +1,182 @@
+"""Where packages come from: the `Repository` contract and openers by URL scheme.
+
+A repository maps versions (refs such as ``latest``, tags such as ``version:1.2``, or
+instance IDs) to instance IDs, and serves instance files. It is opened from a URL
+through a registry of openers, like httpx picks a transport: ``file://`` or a plain
+path is a local directory (read and write); ``http(s)://`` is the same layout served
+statically (read only). Third parties add schemes with `register_opener`.
+
+On-disk (and on-the-wire) layout, so anyone can host a repository::
+
+    <root>/<package name>/@index.json              refs, tags and instances of one package
+    <root>/<package name>/@instances/<instance id>  the package files (zip), by instance ID
+
+Package names never contain ``@``, so these names cannot collide with a package path.
+One ``@index.json`` answers every version question about its package, so resolving a
+version costs at most one request per package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+__all__ = [
+    "AmbiguousVersionError",
+    "BackendUnavailableError",
+    "HashMismatchError",
+    "InstanceInfo",
+    "InstanceNotFoundError",
+    "Opener",
+    "PackageDescription",
+    "PackageNotFoundError",
+    "ReadOnlyRepositoryError",
+    "Repository",
+    "RepositoryError",
+    "VersionNotFoundError",
+    "WritableRepository",
+    "open_repository",
+    "register_opener",
+    "schemes",
+]
+
+
+class RepositoryError(Exception):
+    """A repository could not answer. ``error_code`` is the CIPD JSON-output code."""
+
+    error_code = "backend_unavailable_error"
+
+
+class BackendUnavailableError(RepositoryError):
+    error_code = "backend_unavailable_error"
+
+
+class PackageNotFoundError(RepositoryError):
+    error_code = "invalid_version_error"
+
+
+class VersionNotFoundError(RepositoryError):
+    error_code = "invalid_version_error"
+
+
+class AmbiguousVersionError(RepositoryError):
+    """A tag attached to more than one instance (the original refuses to guess)."""
+
+    error_code = "invalid_version_error"
+
+
+class InstanceNotFoundError(RepositoryError):
+    error_code = "invalid_version_error"
+
+
+class HashMismatchError(RepositoryError):
+    error_code = "hash_mismatch_error"
+
+
+class ReadOnlyRepositoryError(RepositoryError):
+    error_code = "bad_argument_error"
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    instance_id: str
+    registered_at: str  # RFC 3339, UTC
+    size: int
+    refs: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PackageDescription:
+    package: str
+    instances: tuple[InstanceInfo, ...]  # oldest first
+    refs: Mapping[str, str] = field(default_factory=dict)  # ref -> instance ID
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # tag -> instance IDs
+
+
+@runtime_checkable
+class Repository(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    def resolve_version(self, package: str, version: str) -> str:
+        """The instance ID that ``version`` names (an instance ID must exist)."""
+        ...
+
+    def fetch_instance(
+        self,
+        package: str,
+        instance_id: str,
+        dest: Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Stream the instance file to ``dest``, checking its hash as bytes arrive.
+
+        ``progress`` is called with the number of bytes received since the last call.
+        On any failure ``dest`` does not exist afterwards.
+        """
+        ...
+
+    def describe(self, package: str) -> PackageDescription: ...
+
+
+@runtime_checkable
+class WritableRepository(Repository, Protocol):
+    def register_instance(self, package_file: Path) -> str:
+        """Add a package file (its name comes from its manifest); return its instance ID."""
+        ...
+
+    def set_ref(self, package: str, ref: str, instance_id: str) -> None: ...
+
+    def attach_tags(self, package: str, instance_id: str, tags: Sequence[str]) -> None: ...
+
+
+Opener = Callable[[str], Repository]
+_OPENERS: dict[str, Opener] = {}
+
+
+def register_opener(scheme: str, opener: Opener) -> None:
+    """Make ``open_repository`` hand URLs of ``scheme`` (case-insensitive) to ``opener``."""
+    _OPENERS[scheme.lower()] = opener
+
+
+def schemes() -> list[str]:
+    return sorted(_OPENERS)
+
+
+def open_repository(url: str, *, base_dir: Path | None = None) -> Repository:
+    """Open the repository at ``url``; a plain path (relative to ``base_dir``) is local."""
+    scheme = urlsplit(url).scheme.lower()
+    if len(scheme) <= 1:  # no scheme, or a Windows drive letter
+        path = Path(url).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return _OPENERS["file"](path.absolute().as_uri())
+    try:
+        opener = _OPENERS[scheme]
+    except KeyError:
+        raise RepositoryError(
+            f"unsupported repository URL {url!r}: no opener for scheme {scheme!r} "
+            f"(known: {', '.join(schemes())})"
+        ) from None
+    return opener(url)
+
+
+def _open_local(url: str) -> Repository:
+    from caproni_tasks.packages.local import LocalRepository
+
+    return LocalRepository.from_url(url)
+
+
+def _open_http(url: str) -> Repository:
+    from caproni_tasks.packages.http import HttpRepository
+
+    return HttpRepository(url)
+
+
+register_opener("file", _open_local)
+register_opener("http", _open_http)
+register_opener("https", _open_http)

@@ -1,0 +1,42 @@
+"""The invoke face of caproni-tasks: thin tasks over the library.
+
+Each module here holds the tasks of one area; `build_namespace` gathers every
+`invoke.Task` they define, so adding a task is adding a function with ``@task``.
+Task modules import nothing heavy at module level: ``invoke --list`` must stay fast.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from invoke.collection import Collection
+from invoke.tasks import Task
+
+from caproni_tasks.tasks import ensure_fmt, ensure_install, lint, pkg, schema, session, var
+
+#: Modules whose tasks live at the top level of the namespace.
+TOP_LEVEL: tuple[ModuleType, ...] = (session, lint, schema, var)
+#: Sub-collections: name -> modules whose tasks it gathers.
+SUB_COLLECTIONS: dict[str, tuple[ModuleType, ...]] = {
+    "ensure": (ensure_install, ensure_fmt),
+    "pkg": (pkg,),
+}
+
+
+def _tasks_of(module: ModuleType) -> list[Task[Any]]:
+    return [value for value in vars(module).values() if isinstance(value, Task)]
+
+
+def build_namespace() -> Collection:
+    ns = Collection()
+    for module in TOP_LEVEL:
+        for task in _tasks_of(module):
+            ns.add_task(task)
+    for name, modules in SUB_COLLECTIONS.items():
+        sub = Collection(name)
+        for module in modules:
+            for task in _tasks_of(module):
+                sub.add_task(task)
+        ns.add_collection(sub)
+    return ns

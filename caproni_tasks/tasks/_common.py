@@ -1,0 +1,85 @@
+"""Small helpers shared by the task modules: settings with fallbacks, failing politely."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from invoke.exceptions import Exit
+
+if TYPE_CHECKING:
+    from invoke.context import Context
+
+    from caproni_tasks.diagnostics import Diagnostic
+
+#: Defaults of every ``caproni.*`` invoke setting. Read through `setting`, never from
+#: ``c.config`` directly: invoke merges nested collection config one level deep only,
+#: so a user's partial ``caproni:`` block must not wipe the other keys.
+DEFAULTS: dict[str, Any] = {
+    "ensure_file": "tools.ensure",
+    "root": ".tools",
+    "service_url": None,
+    "cache_dir": None,
+    "config": "caproni.yaml",
+    "jobs": 4,
+}
+
+
+def setting(c: Context, key: str) -> Any:
+    section = c.config.get("caproni", None)
+    if isinstance(section, Mapping) and section.get(key) is not None:
+        return section[key]
+    return DEFAULTS.get(key)
+
+
+def project_dir(c: Context) -> Path:
+    """The directory of the ``tasks.py`` in use (relative settings resolve against it).
+
+    Falls back to the working directory when the collection was not loaded from a file.
+    """
+    prefix = getattr(c.config, "_project_prefix", None)
+    if isinstance(prefix, str) and prefix:
+        return Path(prefix)
+    return Path.cwd()
+
+
+def setting_path(c: Context, key: str, override: str | None = None) -> Path:
+    """A path setting: the command-line value if given (relative to cwd), else the config
+    value (relative to the project directory)."""
+    if override:
+        return Path(override).expanduser().absolute()
+    value = Path(str(setting(c, key))).expanduser()
+    return value if value.is_absolute() else project_dir(c) / value
+
+
+def listed(value: Sequence[str] | None) -> list[str]:
+    """Normalise an ``iterable`` task argument (invoke passes None for default tasks)."""
+    return [v for v in (value or []) if v]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Stop the task with a message on stderr and an exit code, never a traceback."""
+    raise Exit(message.rstrip("\n"), code)
+
+
+def print_diagnostics(
+    diagnostics: Sequence[Diagnostic], fmt: str, sources: Mapping[str, str] | None = None
+) -> None:
+    from caproni_tasks.diagnostics import FORMATTERS, format_diagnostics
+
+    if fmt not in FORMATTERS:
+        fail(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATTERS)}", 2)
+    text = format_diagnostics(diagnostics, fmt, sources)
+    # Machine formats go to stdout; human text also goes to stdout so it can be piped.
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def use_color(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())

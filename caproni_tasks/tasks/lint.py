@@ -1,0 +1,40 @@
+"""``invoke lint``: every ensure file and caproni.yaml checked, diagnostics out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from caproni_tasks.tasks._common import fail, listed, print_diagnostics, setting_path
+
+
+@task(
+    iterable=["file"],
+    help={
+        "file": "File to check (repeatable): ensure files, caproni.yaml. "
+        "Default: the configured ensure file and config, where they exist.",
+        "format": "Output format: text (with source and caret), github (annotations) or json.",
+    },
+)
+def lint(c: Context, file: list[str] | None = None, format: str = "text") -> None:
+    """Check ensure files and caproni.yaml without changing anything; exit 1 on errors."""
+    from caproni_tasks.diagnostics import has_errors
+    from caproni_tasks.lint import lint_files
+
+    paths = [Path(p) for p in listed(file)]
+    if not paths:
+        candidates = [setting_path(c, "ensure_file"), setting_path(c, "config")]
+        paths = [p for p in candidates if p.exists()]
+        if not paths:
+            fail(
+                "nothing to lint: neither "
+                + " nor ".join(str(p) for p in candidates)
+                + " exists; name files with --file",
+                2,
+            )
+    report = lint_files(paths)
+    print_diagnostics(report.diagnostics, format, report.sources)
+    if has_errors(report.diagnostics):
+        raise SystemExit(1)
