@@ -1,0 +1,263 @@
+"""Validation of package names, instance IDs, refs, tags, versions and subdirs.
+
+The rules and the wording of every error follow the original ``cipd`` client, so a
+file accepted (or refused) there is accepted (or refused) here with the same words.
+All checks use full matches: Python's ``$`` would also match before a final newline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from caproni_tasks.ensure.errors import ValidationError
+from caproni_tasks.ensure.quoting import go_quote
+
+__all__ = [
+    "InvalidInstanceID",
+    "InvalidPackageName",
+    "InvalidRef",
+    "InvalidSubdir",
+    "InvalidTag",
+    "InvalidVersion",
+    "Pin",
+    "VersionKind",
+    "go_path_clean",
+    "instance_id_from_sha256",
+    "is_instance_id",
+    "validate_instance_id",
+    "validate_package_name",
+    "validate_ref",
+    "validate_subdir",
+    "validate_tag",
+    "validate_version",
+    "version_kind",
+]
+
+
+class InvalidPackageName(ValidationError):
+    pass
+
+
+class InvalidInstanceID(ValidationError):
+    pass
+
+
+class InvalidRef(ValidationError):
+    pass
+
+
+class InvalidTag(ValidationError):
+    pass
+
+
+class InvalidVersion(ValidationError):
+    pass
+
+
+class InvalidSubdir(ValidationError):
+    pass
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Pin:
+    """A package pinned to one instance: what a resolved ensure file lists."""
+
+    package: str
+    instance_id: str
+
+    def __str__(self) -> str:
+        return f"{self.package}:{self.instance_id}"
+
+
+# --- package names -------------------------------------------------------------------
+
+_PACKAGE_NAME_RE = re.compile(r"([a-z0-9_\-.]+/)*[a-z0-9_\-.]+")
+_PACKAGE_NAME_PATTERN_SHOWN = r"[a-z0-9_\-\.]+"
+
+
+def validate_package_name(name: str) -> None:
+    """A slash-separated path of ``[a-z0-9_\\-.]+`` components, none made only of dots."""
+    if not _PACKAGE_NAME_RE.fullmatch(name):
+        raise InvalidPackageName(
+            f"invalid package name {go_quote(name)}: must be a slash-separated path where "
+            f'each component matches "{_PACKAGE_NAME_PATTERN_SHOWN}"'
+        )
+    if any(not component.strip(".") for component in name.split("/")):
+        raise InvalidPackageName(
+            f"invalid package name {go_quote(name)}: dots-only path components are forbidden"
+        )
+
+
+# --- instance IDs --------------------------------------------------------------------
+
+_LOWER_HEX_RE = re.compile(r"[0-9a-f]{40}")
+_BASE64URL_RE = re.compile(r"[A-Za-z0-9_\-]+")
+_LEGACY_SHA1_LEN = 40
+_MIN_ENCODED_LEN = 28
+#: Hash algorithm byte -> (name, digest length in bytes).
+_KNOWN_HASHES: dict[int, tuple[str, int]] = {1: ("SHA1", 20), 2: ("SHA256", 32)}
+_SHA256_ALGO = 2
+
+
+def _instance_id_problem(iid: str, *, any_hash: bool) -> str | None:
+    """Why ``iid`` is not an instance ID, or None when it is one."""
+    if len(iid) == _LEGACY_SHA1_LEN:
+        return None if _LOWER_HEX_RE.fullmatch(iid) else "not a valid hex SHA1 digest"
+    # Python's decoder silently skips characters outside the alphabet: check first.
+    if not _BASE64URL_RE.fullmatch(iid) or len(iid) % 4 == 1:
+        return "cannot base64 decode: not URL-safe base64 without padding"
+    if len(iid) < _MIN_ENCODED_LEN:
+        return "not a valid size for an encoded digest"
+    try:
+        blob = base64.urlsafe_b64decode(iid + "=" * (-len(iid) % 4))
+    except (binascii.Error, ValueError):
+        return "cannot base64 decode: not URL-safe base64 without padding"
+    if len(blob) % 2 != 1:
+        return f"the digest has unexpected length {len(blob) - 1}"
+    algo = blob[-1]
+    digest_len = len(blob) - 1
+    if algo == 0:
+        return "unspecified hash algo"
+    known = _KNOWN_HASHES.get(algo)
+    if known is None:
+        return None if any_hash else f"unsupported unknown hash algorithm #{algo}"
+    algo_name, expected = known
+    if digest_len != expected:
+        return f"invalid {algo_name} digest: expecting {expected} bytes, got {digest_len}"
+    return None
+
+
+def validate_instance_id(iid: str, *, any_hash: bool = False) -> None:
+    """A 40-char lowercase hex SHA-1, or base64url(digest + algorithm byte).
+
+    Unknown hash algorithms (byte ≥ 3) are accepted only with ``any_hash``, which is
+    how versions are checked when resolving.
+    """
+    problem = _instance_id_problem(iid, any_hash=any_hash)
+    if problem is not None:
+        raise InvalidInstanceID(f"not a valid package instance ID {go_quote(iid)}: {problem}")
+
+
+def is_instance_id(iid: str, *, any_hash: bool = True) -> bool:
+    return _instance_id_problem(iid, any_hash=any_hash) is None
+
+
+def instance_id_from_sha256(digest: bytes) -> str:
+    """The instance ID of a package file whose SHA-256 is ``digest``."""
+    if len(digest) != _KNOWN_HASHES[_SHA256_ALGO][1]:
+        raise ValueError(f"a SHA-256 digest has 32 bytes, got {len(digest)}")
+    raw = base64.urlsafe_b64encode(digest + bytes([_SHA256_ALGO]))
+    return raw.rstrip(b"=").decode("ascii")
+
+
+# --- refs, tags, versions ------------------------------------------------------------
+
+_REF_PATTERN = r"^[a-z0-9_./\-]{1,256}$"
+_REF_RE = re.compile(r"[a-z0-9_./\-]{1,256}")
+_TAG_KEY_PATTERN = r"^[a-z0-9_\-]+$"
+_TAG_KEY_RE = re.compile(r"[a-z0-9_\-]+")
+_TAG_VALUE_PATTERN = r"^[A-Za-z0-9$()*+,\-./:;<=>@\\_{}~ ]+$"
+_TAG_VALUE_RE = re.compile(r"[A-Za-z0-9$()*+,\-./:;<=>@\\_{}~ ]+")
+_MAX_TAG_BYTES = 400
+
+
+def validate_ref(ref: str) -> None:
+    """A ref such as ``latest``: lowercase path-ish text that is not an instance ID."""
+    if is_instance_id(ref):
+        raise InvalidRef(
+            f"invalid ref name {go_quote(ref)}: it looks like an instance ID causing ambiguities"
+        )
+    if not _REF_RE.fullmatch(ref):
+        raise InvalidRef(f'invalid ref name {go_quote(ref)}: must match "{_REF_PATTERN}"')
+
+
+def validate_tag(tag: str) -> None:
+    """A ``key:value`` tag; the value may hold ``:`` and inner spaces."""
+    quoted = go_quote(tag)
+    key, sep, value = tag.partition(":")
+    if not sep:
+        raise InvalidTag(f"{quoted} doesn't look like a tag (a key:value pair)")
+    if len(tag.encode("utf-8", "surrogatepass")) > _MAX_TAG_BYTES:
+        raise InvalidTag(f"the tag is too long, should be <={_MAX_TAG_BYTES} chars: {quoted}")
+    if not _TAG_KEY_RE.fullmatch(key):
+        raise InvalidTag(f'invalid tag key in {quoted}: should match "{_TAG_KEY_PATTERN}"')
+    if value.startswith(" ") or value.endswith(" "):
+        raise InvalidTag(f"invalid tag value in {quoted}: should not start or end with ' '")
+    if not _TAG_VALUE_RE.fullmatch(value):
+        raise InvalidTag(f'invalid tag value in {quoted}: should match "{_TAG_VALUE_PATTERN}"')
+
+
+VersionKind = Literal["instance_id", "ref", "tag"]
+
+
+def version_kind(version: str) -> VersionKind | None:
+    """What ``version`` is (tested as instance ID, ref, then tag), or None if invalid."""
+    if is_instance_id(version):
+        return "instance_id"
+    try:
+        validate_ref(version)
+    except InvalidRef:
+        pass
+    else:
+        return "ref"
+    try:
+        validate_tag(version)
+    except InvalidTag:
+        return None
+    return "tag"
+
+
+def validate_version(version: str) -> None:
+    """An instance ID (any hash), a ref or a tag."""
+    if version_kind(version) is None:
+        raise InvalidVersion(f"bad version {go_quote(version)}: not an instance ID, a ref or a tag")
+
+
+# --- subdirs -------------------------------------------------------------------------
+
+
+def go_path_clean(path: str) -> str:
+    """Go's ``path.Clean`` (``posixpath.normpath`` keeps a leading ``//``; Go does not)."""
+    if not path:
+        return "."
+    rooted = path.startswith("/")
+    parts: list[str] = []
+    for component in path.split("/"):
+        if component in ("", "."):
+            continue
+        if component == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not rooted:
+                parts.append("..")
+            continue
+        parts.append(component)
+    joined = "/".join(parts)
+    if rooted:
+        return "/" + joined
+    return joined or "."
+
+
+def validate_subdir(subdir: str) -> None:
+    """A relative, clean, forward-slash path inside the root ("" is the root itself).
+
+    ``..`` alone passes, as in the original; the installer refuses it separately.
+    """
+    if not subdir:
+        return
+    quoted = go_quote(subdir)
+    if "\\" in subdir:
+        raise InvalidSubdir(f'bad subdir {quoted}: backslashes are not allowed (use "/")')
+    if ":" in subdir:
+        raise InvalidSubdir(f"bad subdir {quoted}: colons are not allowed")
+    clean = go_path_clean(subdir)
+    if clean != subdir:
+        raise InvalidSubdir(f"bad subdir {quoted}: should be simplified to {go_quote(clean)}")
+    if subdir.startswith(("./", "../")) or subdir == ".":
+        raise InvalidSubdir(f"bad subdir {quoted}: contains disallowed dot-path prefix")
+    if subdir.startswith("/"):
+        raise InvalidSubdir(f"bad subdir {quoted}: absolute paths are not allowed")
