@@ -1,0 +1,339 @@
+"""What a root holds: one small record per installed package, written last.
+
+Layout under ``<root>/.cipd/`` (documented for users in docs/install.md)::
+
+    lock                          inter-process lock serialising runs on this root
+    tmp/<txn>/…                   staging directories; anything here is garbage after a crash
+    pkgs/<key>/state.json         the commit record: subdir, package, instance ID, txn, manifest
+    pkgs/<key>/files-<txn>.json   the file manifest of that install (path, size, mtime, mode, hash)
+    pkgs/<key>/pending.json       written before files move; gone once the change is complete
+
+``<key>`` names a (subdir, package) *slot*. Writing ``state.json`` (an atomic rename) is
+the commit point. Every path that any manifest or ``pending.json`` of a slot lists is
+*owned* by that slot: a later run may overwrite or delete it. A slot whose
+``pending.json`` carries a txn other than the committed one was interrupted before its
+commit and is reinstalled; one whose txn matches was interrupted while removing old
+files and only needs that cleanup finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "STATE_DIR",
+    "InstalledFile",
+    "Pending",
+    "RootState",
+    "Slot",
+    "SlotRecord",
+    "StateError",
+    "atomic_write_text",
+    "new_txn",
+    "slot_key",
+]
+
+STATE_DIR = ".cipd"
+FORMAT = 1
+_MANIFEST_RE = re.compile(r"^files-([0-9a-f]{8,64})\.json$")
+
+
+class StateError(Exception):
+    """The state directory holds something this version cannot read."""
+
+    error_code = "io_error"
+
+
+def new_txn() -> str:
+    return secrets.token_hex(8)
+
+
+def slot_key(subdir: str, package: str) -> str:
+    """A file-name-safe, stable name for a (subdir, package) slot."""
+    digest = hashlib.sha256(f"{subdir}\n{package}".encode()).hexdigest()[:16]
+    tail = package.rsplit("/", 1)[-1][:40]
+    return f"{tail}-{digest}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` in one rename: readers see the old or the new file.
+
+    No fsync: this protects against a killed process, not a lost disk cache (see docs).
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class InstalledFile:
+    """One installed path, relative to the root in POSIX form.
+
+    ``mode`` is the permission bits it was created with; ``sha256`` is the hex digest of
+    its content. A symlink has ``symlink`` set, ``size`` 0, ``mode`` 0 and no hash.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    mode: int
+    sha256: str = ""
+    symlink: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path}
+        if self.symlink is not None:
+            data["symlink"] = self.symlink
+        else:
+            data.update(size=self.size, mtime_ns=self.mtime_ns, mode=self.mode, sha256=self.sha256)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstalledFile:
+        if "symlink" in data:
+            return cls(data["path"], 0, 0, 0, "", data["symlink"])
+        return cls(data["path"], data["size"], data["mtime_ns"], data["mode"], data["sha256"])
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """The committed content of a slot (``state.json``)."""
+
+    subdir: str
+    package: str
+    instance_id: str
+    txn: str
+
+    @property
+    def manifest_name(self) -> str:
+        return f"files-{self.txn}.json"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A change under way: the txn it will commit and the paths it may write."""
+
+    txn: str
+    instance_id: str
+    paths: tuple[str, ...]
+
+
+@dataclass
+class Slot:
+    """The state directory of one (subdir, package) and lazy access to its manifests."""
+
+    directory: Path
+    record: SlotRecord | None
+    pending: Pending | None
+    _files: list[InstalledFile] | None = field(default=None, repr=False)
+    _pending_identity: tuple[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        return self.directory.name
+
+    @property
+    def identity(self) -> tuple[str, str] | None:
+        """(subdir, package) from the committed record or, failing that, from pending.json."""
+        if self.record is not None:
+            return (self.record.subdir, self.record.package)
+        return self._pending_identity
+
+    @property
+    def is_clean(self) -> bool:
+        return self.record is not None and self.pending is None
+
+    @property
+    def is_committed_pending(self) -> bool:
+        """Interrupted after the commit, while removing the previous version's files."""
+        return (
+            self.record is not None
+            and self.pending is not None
+            and self.pending.txn == self.record.txn
+        )
+
+    def files(self) -> list[InstalledFile]:
+        """The committed manifest (read on first use only)."""
+        if self._files is None:
+            if self.record is None:
+                self._files = []
+            else:
+                self._files = _read_manifest(self.directory / self.record.manifest_name)
+        return self._files
+
+    def owned_paths(self) -> set[str]:
+        """Every path this slot may have written: all manifests on disk plus pending paths."""
+        owned = {f.path for f in self.files()}
+        current = self.record.manifest_name if self.record else None
+        for name in _listdir(self.directory):
+            if _MANIFEST_RE.match(name) and name != current:
+                try:
+                    owned.update(f.path for f in _read_manifest(self.directory / name))
+                except StateError:
+                    continue  # a half-written generation never got committed
+        if self.pending is not None:
+            owned.update(self.pending.paths)
+        return owned
+
+    # --- writers (called with the root lock held) ---------------------------------
+
+    def write_pending(self, pending: Pending, subdir: str, package: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = {
+            "format": FORMAT,
+            "subdir": subdir,
+            "package": package,
+            "txn": pending.txn,
+            "instance_id": pending.instance_id,
+            "paths": list(pending.paths),
+        }
+        atomic_write_text(self.directory / "pending.json", json.dumps(data))
+        self.pending = pending
+        self._pending_identity = (subdir, package)
+
+    def commit(self, record: SlotRecord, files: list[InstalledFile]) -> None:
+        """Write the manifest, then ``state.json``: after this the install is done."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        manifest = {"format": FORMAT, "files": [f.to_json() for f in files]}
+        atomic_write_text(self.directory / record.manifest_name, json.dumps(manifest))
+        state = {
+            "format": FORMAT,
+            "subdir": record.subdir,
+            "package": record.package,
+            "instance_id": record.instance_id,
+            "txn": record.txn,
+        }
+        atomic_write_text(self.directory / "state.json", json.dumps(state))
+        self.record = record
+        self._files = list(files)
+
+    def forget_history(self) -> None:
+        """Drop old manifests and pending.json once their files are dealt with."""
+        current = self.record.manifest_name if self.record else None
+        for name in _listdir(self.directory):
+            if name != current and (_MANIFEST_RE.match(name) or name.endswith(".tmp")):
+                (self.directory / name).unlink(missing_ok=True)
+        (self.directory / "pending.json").unlink(missing_ok=True)
+        self.pending = None
+
+    def delete(self) -> None:
+        """Forget the slot: ``state.json`` first (the removal's commit), then the rest."""
+        (self.directory / "state.json").unlink(missing_ok=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.record = None
+        self.pending = None
+        self._files = []
+
+
+@dataclass
+class RootState:
+    """Every slot of a root, read from ``<root>/.cipd/pkgs`` (small files only)."""
+
+    root: Path
+    slots: dict[str, Slot]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.state_dir / "tmp"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "lock"
+
+    @classmethod
+    def load(cls, root: Path) -> RootState:
+        pkgs = root / STATE_DIR / "pkgs"
+        slots: dict[str, Slot] = {}
+        for name in _listdir(pkgs):
+            if name.startswith("."):
+                continue
+            slots[name] = _load_slot(pkgs / name)
+        return cls(root, slots)
+
+    def slot_for(self, subdir: str, package: str) -> Slot:
+        key = slot_key(subdir, package)
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = Slot(self.state_dir / "pkgs" / key, None, None)
+            self.slots[key] = slot
+        return slot
+
+    def by_identity(self) -> dict[tuple[str, str], Slot]:
+        return {ident: s for s in self.slots.values() if (ident := s.identity) is not None}
+
+    def has_leftovers(self) -> bool:
+        """Staging directories, or slots with neither a record nor a pending change."""
+        if any(True for _ in _listdir(self.tmp_dir)):
+            return True
+        return any(s.identity is None for s in self.slots.values())
+
+    def installed(self) -> Iterator[SlotRecord]:
+        for slot in self.slots.values():
+            if slot.record is not None:
+                yield slot.record
+
+
+def _load_slot(directory: Path) -> Slot:
+    record = None
+    state = _read_json(directory / "state.json")
+    if state is not None:
+        record = SlotRecord(state["subdir"], state["package"], state["instance_id"], state["txn"])
+    pending = None
+    identity = None
+    data = _read_json(directory / "pending.json")
+    if data is not None:
+        pending = Pending(data["txn"], data["instance_id"], tuple(data["paths"]))
+        identity = (data["subdir"], data["package"])
+    return Slot(directory, record, pending, _pending_identity=identity)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise StateError(
+            f"corrupt state file {path}: {exc}; delete the root to start over"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise StateError(
+            f"state file {path} has an unknown format (written by a newer caproni-tasks?)"
+        )
+    return data
+
+
+def _read_manifest(path: Path) -> list[InstalledFile]:
+    data = _read_json(path)
+    if data is None:
+        raise StateError(f"missing manifest {path}; delete the root to start over")
+    try:
+        return [InstalledFile.from_json(item) for item in data["files"]]
+    except (KeyError, TypeError) as exc:
+        raise StateError(f"corrupt manifest {path}: {exc}") from None
+
+
+def _listdir(path: Path) -> Iterable[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
