@@ -1,0 +1,161 @@
+"""Watch globs, relative to a process's directory, as path matchers and watch roots.
+
+Semantics (gitignore-like, documented in docs/reloaders.md):
+
+- ``*`` and ``?`` stay within one path segment, ``[abc]``/``[!abc]`` are classes and
+  ``**`` spans any number of segments;
+- a pattern without ``/`` matches a name at any depth (``*.py``), a pattern with ``/``
+  is anchored at the directory (``src/**/*.py``);
+- a pattern that matches a directory matches everything below it (``src``, ``build/``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+
+__all__ = ["DEFAULT_IGNORES", "PathMatcher", "glob_regex", "watch_roots"]
+
+#: Always ignored: VCS internals, bytecode and editors' swap/backup files, which change
+#: on every save and would otherwise restart processes watching a whole tree.
+DEFAULT_IGNORES: tuple[str, ...] = (
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    "*.pyc",
+    "*.pyo",
+    ".*.swp",
+    ".*.swx",
+    ".*.swo",
+    "*~",
+    ".#*",
+    "4913",
+    ".DS_Store",
+)
+
+_MAGIC = re.compile(r"[*?\[]")
+
+
+def _normalise(pattern: str) -> str:
+    pattern = pattern.strip().replace(os.sep, "/")
+    while pattern.startswith("./"):
+        pattern = pattern[2:]
+    if pattern.endswith("/"):
+        pattern += "**"
+    return pattern or "**"
+
+
+def _segment_regex(segment: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(segment):
+        ch = segment[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = segment.find("]", i + 2 if segment[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end == -1:
+                out.append(re.escape(ch))
+            else:
+                body = segment[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """The compiled regular expression of a watch/ignore glob, for posix relative paths."""
+    pattern = _normalise(pattern)
+    anchored = "/" in pattern
+    segments = pattern.split("/")
+    parts: list[str] = []
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == "**":
+            if last and parts:  # "dir/**": everything below dir (and dir itself)
+                parts[-1] = parts[-1][:-1] + "(?:/.*)?"
+            else:
+                parts.append(".*" if last else "(?:.*/)?")
+        else:
+            parts.append(_segment_regex(segment) + ("" if last else "/"))
+    body = "".join(parts)
+    prefix = "" if anchored else "(?:.*/)?"
+    return re.compile(f"{prefix}{body}(?:/.*)?", re.DOTALL)
+
+
+def _literal_prefix(pattern: str) -> str:
+    literal: list[str] = []
+    for segment in _normalise(pattern).split("/"):
+        if _MAGIC.search(segment):
+            break
+        literal.append(segment)
+    return "/".join(literal)
+
+
+def watch_roots(directory: Path, patterns: Iterable[str]) -> list[Path]:
+    """The directories to watch (recursively) for ``patterns``: each pattern's literal
+    leading directories; the nearest existing parent when that does not exist yet (it is
+    picked up when created); nested roots folded into their ancestors."""
+    roots: set[Path] = set()
+    for pattern in patterns:
+        normal = _normalise(pattern)
+        if "/" not in normal:
+            candidate = directory  # matches at any depth
+        else:
+            prefix = _literal_prefix(normal)
+            candidate = directory / prefix if prefix else directory
+            if prefix == normal.rstrip("/") and not candidate.is_dir():
+                candidate = candidate.parent  # a literal file: watch its directory
+        while not candidate.is_dir() and candidate != candidate.parent:
+            candidate = candidate.parent
+        roots.add(candidate)
+    ordered = sorted(roots, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for root in ordered:
+        if not any(root == k or k in root.parents for k in kept):
+            kept.append(root)
+    return kept
+
+
+class PathMatcher:
+    """Decides whether a changed path concerns a process: inside its directory, matched
+    by a watch glob and by no ignore glob (nor a default ignore)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        watch: Sequence[str],
+        ignore: Sequence[str] = (),
+        *,
+        default_ignores: bool = True,
+    ) -> None:
+        self.directory = directory
+        self.watch = tuple(watch)
+        self.ignore = tuple(ignore) + (DEFAULT_IGNORES if default_ignores else ())
+        self._watch = [glob_regex(p) for p in self.watch]
+        self._ignore = [glob_regex(p) for p in self.ignore]
+        self.roots = watch_roots(directory, self.watch)
+        self._prefix = str(directory).rstrip(os.sep) + os.sep
+
+    def relative(self, path: str) -> str | None:
+        if not path.startswith(self._prefix):
+            return None
+        return PurePosixPath(*Path(path[len(self._prefix) :]).parts).as_posix()
+
+    def matches(self, path: str) -> bool:
+        rel = self.relative(path)
+        if rel is None or not rel:
+            return False
+        if not any(r.fullmatch(rel) for r in self._watch):
+            return False
+        return not any(r.fullmatch(rel) for r in self._ignore)

@@ -1,0 +1,344 @@
+"""The ``process`` kind: a repository's development commands as local processes, with
+the supervisor's restarts, watching, readiness and clean shutdown; no cluster needed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from caproni_tasks.config.model import ProcessSettings, ProcessSpec
+from caproni_tasks.diagnostics import Diagnostic
+from caproni_tasks.reloader.contract import RunFailedError, State, Status, StatusFailedError
+from caproni_tasks.reloader.registry import register
+
+if TYPE_CHECKING:
+    from caproni_tasks.config.model import CaproniConfig, Location, ReloaderSpec
+    from caproni_tasks.reloader.supervisor import Supervisor
+
+__all__ = ["ProcessManager", "command_executable"]
+
+KIND = "process"
+
+#: Words a command may start with that are not programs to look up on PATH.
+_SHELL_WORDS = frozenset(
+    (
+        ".",
+        ":",
+        "[",
+        "[[",
+        "{",
+        "(",
+        "!",
+        "alias",
+        "bg",
+        "break",
+        "builtin",
+        "cd",
+        "command",
+        "continue",
+        "echo",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "false",
+        "fg",
+        "for",
+        "function",
+        "getopts",
+        "hash",
+        "if",
+        "jobs",
+        "kill",
+        "let",
+        "local",
+        "printf",
+        "pwd",
+        "read",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "source",
+        "test",
+        "time",
+        "times",
+        "trap",
+        "true",
+        "type",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "until",
+        "wait",
+        "while",
+        "case",
+        "select",
+    )
+)
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def command_executable(command: str) -> str | None:
+    """The program a shell command runs first (``exec``/``command`` and leading
+    ``VAR=value`` assignments skipped), or None when a static look cannot tell."""
+    try:
+        words = shlex.split(command, comments=True)
+    except ValueError:
+        return None
+    while words:
+        word = words[0]
+        if _ASSIGNMENT.match(word) or word in ("exec", "command", "nohup", "env"):
+            words = words[1:]
+            continue
+        if "$" in word or "`" in word or word in _SHELL_WORDS:
+            return None
+        return word
+    return None
+
+
+def find_executable(program: str, directory: Path, env_path: str | None = None) -> bool:
+    if "/" in program:
+        candidate = Path(program) if os.path.isabs(program) else directory / program
+        return candidate.is_file() and os.access(candidate, os.X_OK)
+    search = env_path if env_path is not None else os.environ.get("PATH", os.defpath)
+    return shutil.which(program, path=search) is not None
+
+
+def _settings(reloader: ReloaderSpec) -> ProcessSettings | None:
+    return reloader.settings if isinstance(reloader.settings, ProcessSettings) else None
+
+
+def _where(config: CaproniConfig, *locations: Location | None) -> tuple[str, int, int]:
+    for location in locations:
+        if location is not None:
+            return location.file, location.line, location.column
+    return str(config.path), 0, 0
+
+
+class ProcessManager:
+    """The `Manager` of kind ``process``."""
+
+    @property
+    def type(self) -> str:
+        return KIND
+
+    async def run(
+        self, reloader: ReloaderSpec, config: CaproniConfig, supervisor: Supervisor
+    ) -> None:
+        settings = _settings(reloader)
+        if settings is None:
+            raise RunFailedError(f"reloader {reloader.name} has no `process:` section")
+        if not reloader.directory.is_dir():
+            raise RunFailedError(
+                f"reloader {reloader.name}: directory {reloader.directory} does not exist"
+                + (
+                    f" (clone repository {reloader.repository} first)"
+                    if reloader.repository
+                    else ""
+                )
+            )
+        for spec in settings.processes:
+            if not spec.directory.is_dir():
+                raise RunFailedError(
+                    f"process {reloader.name}.{spec.name}: directory {spec.directory} "
+                    "does not exist"
+                )
+        await supervisor.supervise(reloader.name, settings.processes)
+
+    def status(self, reloader: ReloaderSpec, config: CaproniConfig) -> Status:
+        settings = _settings(reloader)
+        if settings is None:
+            raise StatusFailedError(f"reloader {reloader.name} has no `process:` section")
+        reasons: list[str] = []
+        if not reloader.directory.is_dir():
+            what = f"repository {reloader.repository}" if reloader.repository else "directory"
+            reasons.append(f"{what} not cloned: {reloader.directory} does not exist")
+            return Status(State.NOT_READY, tuple(reasons))
+        for spec in settings.processes:
+            reasons.extend(self._process_problems(spec))
+        if reasons:
+            return Status(State.NOT_READY, tuple(reasons))
+        failed = self._failed_in_session(reloader, config)
+        if failed:
+            return Status(State.FAILED, tuple(f"{name} exhausted its restarts" for name in failed))
+        return Status(State.READY)
+
+    @staticmethod
+    def _process_problems(spec: ProcessSpec) -> list[str]:
+        if not spec.directory.is_dir():
+            return [f"{spec.name}: directory {spec.directory} does not exist"]
+        program = command_executable(spec.command)
+        if program is None:
+            return []
+        if not find_executable(program, spec.directory, spec.env.get("PATH")):
+            return [f"{spec.name}: {program} not found on PATH"]
+        return []
+
+    @staticmethod
+    def _failed_in_session(reloader: ReloaderSpec, config: CaproniConfig) -> list[str]:
+        from caproni_tasks.reloader.session import read_session
+
+        session = read_session(config.path)
+        if session is None or not session.alive:
+            return []
+        return [
+            p.name for p in session.processes if p.reloader == reloader.name and p.state == "failed"
+        ]
+
+    def validate(self, reloader: ReloaderSpec, config: CaproniConfig) -> list[Diagnostic]:
+        from caproni_tasks.reloader.proctree import signal_number
+
+        file, line, column = _where(config, reloader.location)
+        settings = _settings(reloader)
+        if settings is None:
+            return [
+                Diagnostic.error(
+                    file,
+                    line,
+                    column,
+                    "process-settings",
+                    f"reloader {reloader.name!r} of type process needs a `process:` section "
+                    "with `processes:`",
+                )
+            ]
+        found: list[Diagnostic] = []
+        if not settings.processes:
+            found.append(
+                Diagnostic.warning(
+                    file,
+                    line,
+                    column,
+                    "process-none",
+                    f"reloader {reloader.name!r} has no processes",
+                )
+            )
+        cloned = reloader.directory.is_dir()
+        for spec in settings.processes:
+            at = _where(config, spec.location, reloader.location)
+            try:
+                signal_number(spec.stop_signal)
+            except ValueError:
+                found.append(
+                    Diagnostic.error(
+                        *at,
+                        "process-stop-signal",
+                        f"{spec.name}: unknown stop_signal {spec.stop_signal!r} "
+                        "(use a name such as SIGTERM, SIGINT, SIGQUIT)",
+                    )
+                )
+            if spec.ready is not None and spec.ready.log is not None:
+                try:
+                    re.compile(spec.ready.log)
+                except re.error as exc:
+                    found.append(
+                        Diagnostic.error(
+                            *at,
+                            "process-ready-log",
+                            f"{spec.name}: ready.log is not a valid regular expression: {exc}",
+                        )
+                    )
+            for pattern in (*spec.watch, *spec.ignore):
+                if pattern.startswith(("/", "../")) or "/../" in pattern:
+                    found.append(
+                        Diagnostic.warning(
+                            *at,
+                            "process-watch-outside",
+                            f"{spec.name}: glob {pattern!r} points outside the process "
+                            "directory and never matches; globs are relative to it",
+                        )
+                    )
+            # Inside a repository that is not cloned yet nothing can be checked.
+            if cloned:
+                if not spec.directory.is_dir():
+                    found.append(
+                        Diagnostic.error(
+                            *at,
+                            "process-directory",
+                            f"{spec.name}: directory {spec.directory} does not exist",
+                        )
+                    )
+                else:
+                    program = command_executable(spec.command)
+                    if program is not None and not find_executable(
+                        program, spec.directory, spec.env.get("PATH")
+                    ):
+                        found.append(
+                            Diagnostic.warning(
+                                *at,
+                                "process-executable",
+                                f"{spec.name}: {program!r} is not on PATH or in the "
+                                "directory (install it, e.g. through the ensure file)",
+                            )
+                        )
+        found.extend(self._dependency_problems(reloader, config))
+        return found
+
+    @staticmethod
+    def _dependency_problems(reloader: ReloaderSpec, config: CaproniConfig) -> list[Diagnostic]:
+        """Unknown targets and cycles in ``depends_on`` (a cycle would wait forever)."""
+        found: list[Diagnostic] = []
+        graph: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for other in config.reloaders.values():
+            if isinstance(other.settings, ProcessSettings):
+                for p in other.settings.processes:
+                    graph[(other.name, p.name)] = [(d.reloader, d.process) for d in p.depends_on]
+        settings = _settings(reloader)
+        assert settings is not None
+        for spec in settings.processes:
+            at = _where(config, spec.location, reloader.location)
+            for dep in spec.depends_on:
+                target = config.reloaders.get(dep.reloader)
+                if target is None:
+                    found.append(
+                        Diagnostic.error(
+                            *at,
+                            "process-depends-on",
+                            f"{spec.name}: depends_on {dep}: no reloader {dep.reloader!r}",
+                        )
+                    )
+                elif isinstance(target.settings, ProcessSettings) and not any(
+                    p.name == dep.process for p in target.settings.processes
+                ):
+                    found.append(
+                        Diagnostic.error(
+                            *at,
+                            "process-depends-on",
+                            f"{spec.name}: depends_on {dep}: reloader {dep.reloader!r} has "
+                            f"no process {dep.process!r}",
+                        )
+                    )
+            cycle = _cycle_from((reloader.name, spec.name), graph)
+            if cycle:
+                shown = " -> ".join(f"{r}.{p}" for r, p in cycle)
+                found.append(
+                    Diagnostic.error(
+                        *at, "process-depends-cycle", f"depends_on forms a cycle: {shown}"
+                    )
+                )
+        return found
+
+
+def _cycle_from(
+    start: tuple[str, str], graph: dict[tuple[str, str], list[tuple[str, str]]]
+) -> list[tuple[str, str]] | None:
+    """A dependency path from ``start`` back to itself, if there is one."""
+    stack: list[tuple[tuple[str, str], list[tuple[str, str]]]] = [(start, [start])]
+    seen: set[tuple[str, str]] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in graph.get(node, []):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+register(KIND, ProcessManager)

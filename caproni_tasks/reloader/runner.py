@@ -1,0 +1,260 @@
+"""A whole ``invoke run`` session: reloaders, one supervisor, signals and the state file.
+
+SIGINT, SIGTERM and SIGHUP all end the session the same way: every process group is
+stopped (dependants first), managers undo their setup, descendants that escaped their
+group are stopped, and the state file is removed. A second SIGINT while stopping kills
+whatever is left at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from caproni_tasks.config.model import MirrorSettings, ProcessRef, ProcessSettings
+from caproni_tasks.reloader import proctree
+from caproni_tasks.reloader.contract import ReloaderError, RunFailedError
+from caproni_tasks.reloader.output import Output
+from caproni_tasks.reloader.session import (
+    ProcessRecord,
+    SessionRecord,
+    clean_session,
+    current_start_ticks,
+    read_session,
+    remove_session,
+    session_file,
+    write_session,
+)
+from caproni_tasks.reloader.supervisor import Supervisor, SupervisorOptions
+
+if TYPE_CHECKING:
+    from caproni_tasks.config.model import CaproniConfig, ReloaderSpec
+
+__all__ = ["RunResult", "SessionWriter", "run_session", "select_reloaders"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    stopped_by: str | None = None  # the signal's name, when one ended the session
+    errors: list[str] = field(default_factory=list)
+
+
+def select_reloaders(config: CaproniConfig, only: Sequence[str]) -> list[ReloaderSpec]:
+    """The reloaders to run, in file order; `RunFailedError` names unknown ones."""
+    if not only:
+        return list(config.reloaders.values())
+    unknown = [name for name in only if name not in config.reloaders]
+    if unknown:
+        known = ", ".join(config.reloaders) or "none"
+        raise RunFailedError(f"no reloader named {', '.join(unknown)} (reloaders: {known})")
+    return [spec for name, spec in config.reloaders.items() if name in only]
+
+
+def _known_processes(reloaders: Sequence[ReloaderSpec]) -> list[ProcessRef]:
+    refs: list[ProcessRef] = []
+    for reloader in reloaders:
+        if isinstance(reloader.settings, ProcessSettings):
+            refs.extend(ProcessRef(reloader.name, p.name) for p in reloader.settings.processes)
+        elif isinstance(reloader.settings, MirrorSettings):
+            refs.extend(
+                ProcessRef(reloader.name, p.name) for p in reloader.settings.edit_mode_processes
+            )
+    return refs
+
+
+class SessionWriter:
+    """Keeps the state file in step with the supervisor; several changes within one
+    turn of the event loop become one write."""
+
+    def __init__(self, config: CaproniConfig, reloaders: Sequence[ReloaderSpec]) -> None:
+        self.path = session_file(config.path)
+        self.record = SessionRecord(
+            config=str(config.path),
+            supervisor_pid=os.getpid(),
+            supervisor_start=current_start_ticks(),
+            started_at=time.time(),
+            reloaders={r.name: r.type for r in reloaders},
+        )
+        self.supervisor: Supervisor | None = None
+        self._scheduled = False
+        self.enabled = True
+
+    def schedule(self) -> None:
+        if self._scheduled or not self.enabled:
+            return
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self.enabled:
+            return
+        if self.supervisor is not None:
+            self.record.processes = [
+                ProcessRecord(
+                    reloader=p.reloader,
+                    name=p.spec.name,
+                    state=str(p.state),
+                    pid=p.pid,
+                    pgid=p.pid,
+                    pid_start=p.pid_start,
+                    restarts=p.restarts,
+                    last_exit=p.last_exit,
+                    started_at=p.started_at,
+                    command=p.spec.command,
+                )
+                for p in self.supervisor.processes.values()
+            ]
+        with contextlib.suppress(OSError):
+            write_session(self.path, self.record)
+
+
+async def run_session(
+    config: CaproniConfig,
+    *,
+    only: Sequence[str] = (),
+    options: SupervisorOptions | None = None,
+    output: Output | None = None,
+    handle_signals: bool = True,
+    subreaper: bool = True,
+) -> RunResult:
+    """Run the selected reloaders until a stop signal, or until every process has ended
+    for good. Raises `RunFailedError` before starting anything when the session cannot
+    run (unknown reloader, a live session for the same config)."""
+    from caproni_tasks.reloader.registry import new_manager
+    from caproni_tasks.reloader.variables import VariableHub
+
+    reloaders = select_reloaders(config, only)
+    output = output or Output()
+    _claim_session(config, output)
+    managers = {r.name: new_manager(r.type) for r in reloaders}
+    if subreaper:
+        proctree.set_child_subreaper()
+
+    writer = SessionWriter(config, reloaders)
+    variables = VariableHub(
+        config.runtimevars,
+        on_error=lambda name, message: output.event(
+            "caproni",
+            f"runtime variable {name}: {message} (keeping its last good value)",
+            error=True,
+        ),
+    )
+    supervisor = Supervisor(
+        output=output,
+        options=options,
+        variables=variables,
+        expected=_known_processes(reloaders),
+        session=[r.name for r in reloaders],
+        on_change=writer.schedule,
+    )
+    writer.supervisor = supervisor
+    writer.flush()
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    result = RunResult(exit_code=0)
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) == 1:
+            result.stopped_by = signal.Signals(signum).name
+            output.event("caproni", f"{result.stopped_by}: stopping every process")
+            stop.set()
+        elif signum == signal.SIGINT:
+            output.event("caproni", "interrupted again: killing every process now", error=True)
+            for process in supervisor.processes.values():
+                process._signal_group(signal.SIGKILL)
+
+    if handle_signals:
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, on_signal, signum)
+    tasks: dict[str, asyncio.Task[object]] = {
+        name: asyncio.create_task(
+            managers[name].run(reloader, config, supervisor), name=f"reloader {name}"
+        )
+        for name, reloader in ((r.name, r) for r in reloaders)
+    }
+    stopper: asyncio.Task[object] = asyncio.create_task(stop.wait())
+    try:
+        pending: set[asyncio.Task[object]] = set(tasks.values())
+        while pending and not stop.is_set():
+            done, pending = await asyncio.wait(
+                pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+            )
+            pending.discard(stopper)
+            for task in done:
+                if task is stopper or task.cancelled():
+                    continue
+                error = task.exception()
+                if error is not None:
+                    name = next(n for n, t in tasks.items() if t is task)
+                    message = str(error) if isinstance(error, ReloaderError) else repr(error)
+                    result.errors.append(f"{name}: {message}")
+                    output.event("caproni", f"reloader {name}: {message}", error=True)
+                    stop.set()
+    finally:
+        stopper.cancel()
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await supervisor.close()
+        await variables.close()
+        if subreaper:
+            await _stop_orphans(supervisor)
+        if handle_signals:
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+        writer.enabled = False
+        remove_session(config.path)
+    if result.errors:
+        result.exit_code = 1
+    elif result.stopped_by is None:
+        # Everything ended by itself: succeed only if every process exited cleanly.
+        failed = [p for p in supervisor.processes.values() if p.last_exit not in (0, None)]
+        result.exit_code = 1 if failed else 0
+    return result
+
+
+def _claim_session(config: CaproniConfig, output: Output) -> None:
+    """Refuse a second live session for one config; repair a crashed one's leftovers."""
+    existing = read_session(config.path)
+    if existing is not None and existing.alive and existing.supervisor_pid != os.getpid():
+        raise RunFailedError(
+            f"a session for {config.path} is already running (pid {existing.supervisor_pid}); "
+            "see `invoke status`"
+        )
+    if session_file(config.path).exists():
+        report = clean_session(config.path)
+        what = f"; stopped {len(report.killed)} leftover processes" if report.killed else ""
+        output.event("caproni", f"cleaned up after a previous session that crashed{what}")
+
+
+async def _stop_orphans(supervisor: Supervisor) -> None:
+    """As a subreaper we inherit descendants whose parents died (daemons that detached
+    with ``setsid``): stop them too, then reap them."""
+    keep = {p.pid for p in supervisor.processes.values() if p.pid is not None}
+    orphans = proctree.reap_orphans(keep)
+    if not orphans:
+        return
+    proctree.signal_pids(orphans, signal.SIGTERM)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        orphans = proctree.reap_orphans(keep)
+        if not orphans:
+            return
+        await asyncio.sleep(0.02)
+    proctree.signal_pids(orphans, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while proctree.reap_orphans(keep) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)

@@ -1,0 +1,642 @@
+"""The process supervisor: one asyncio loop runs every process of every reloader.
+
+Per process: started with ``/bin/sh -c`` in a session (process group) of its own;
+stopped by signalling the whole group — the stop signal, then SIGKILL after
+``stop_timeout`` — and always waited for before a restart, so two copies never hold
+one port. Crashes restart with exponential backoff up to ``max_restarts``; file and
+runtime-variable changes restart at once (one restart per burst of changes). A
+``ready`` check gates the processes that ``depends_on`` it. Output comes back as whole
+lines behind a ``name |`` prefix.
+
+Dependencies and restarts: a dependant waits for its dependencies to be ready each
+time it (re)starts; a dependency's restart does not restart its running dependants
+(they see the same thing as with any server restart and reconnect). At shutdown,
+dependants are stopped before what they depend on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from caproni_tasks.config.model import ProcessRef, ProcessSpec
+from caproni_tasks.reloader import proctree
+from caproni_tasks.reloader.backoff import Backoff, BackoffPolicy
+from caproni_tasks.reloader.output import LineAssembler, Output
+from caproni_tasks.reloader.readiness import LogMatcher, describe, wait_ready
+
+if TYPE_CHECKING:
+    from caproni_tasks.reloader.variables import VariableHub
+    from caproni_tasks.reloader.watching import WatchHub
+
+__all__ = ["ManagedProcess", "ProcessState", "Supervisor", "SupervisorOptions"]
+
+#: Turns the expanded shell command into the argv to execute (cluster kinds wrap it).
+CommandWrapper = Callable[[ProcessSpec, str], Sequence[str]]
+
+
+class ProcessState(StrEnum):
+    WAITING = "waiting"  # for dependencies to be ready or runtime variables to have values
+    STARTING = "starting"  # running; its readiness check has not passed yet
+    READY = "ready"  # running (and ready, when it has a check)
+    BACKOFF = "backoff"  # crashed; restarting after a delay
+    STOPPING = "stopping"
+    EXITED = "exited"  # ended; its restart policy does not restart it (until a change)
+    FAILED = "failed"  # crashed max_restarts times in a row (until a change)
+    STOPPED = "stopped"  # stopped by the supervisor at shutdown
+
+    @property
+    def running(self) -> bool:
+        return self in (ProcessState.STARTING, ProcessState.READY, ProcessState.STOPPING)
+
+
+@dataclass(frozen=True)
+class SupervisorOptions:
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    #: Quiet time (ms) that ends a burst of file changes; low for fast reloads.
+    watch_step_ms: int = 30
+    #: Longest time (ms) a continuous burst of changes is collected before a restart.
+    watch_debounce_ms: int = 1600
+    force_polling: bool | None = None
+    shell: str = "/bin/sh"
+    #: Environment every process starts from (default: this process's environment).
+    base_env: Mapping[str, str] | None = None
+    #: After this long, say which dependency a waiting process is still waiting for.
+    waiting_notice_after: float = 15.0
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "-"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit {code}"
+
+
+class _Restart(Exception):
+    """Raised inside a process's run to restart it for a reason (a change)."""
+
+
+class ManagedProcess:
+    """One configured process and its lifecycle, across restarts."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        reloader: str,
+        spec: ProcessSpec,
+        label: str,
+        wrap: CommandWrapper | None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.reloader = reloader
+        self.spec = spec
+        self.ref = ProcessRef(reloader, spec.name)
+        self.label = label
+        self.wrap = wrap
+        self.state = ProcessState.WAITING
+        self.pid: int | None = None
+        self.pid_start: int | None = None
+        self.restarts = 0
+        self.last_exit: int | None = None
+        self.started_at: float | None = None  # wall clock, for status
+        self.command = ""
+        self.ready = asyncio.Event()
+        self.finished = asyncio.Event()  # set when stopped for good (shutdown)
+        self.backoff = Backoff(supervisor.options.backoff)
+        self.stop_signal = proctree.signal_number(spec.stop_signal)
+        self._change = asyncio.Event()
+        self._change_reason = ""
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._log: LogMatcher | None = None
+        self._escaped: list[proctree.ProcInfo] = []
+
+    # -- triggers -----------------------------------------------------------------
+
+    @property
+    def restartable_by_change(self) -> bool:
+        return bool(self.spec.watch) or bool(self.spec.runtimevars)
+
+    def request_restart(self, reason: str) -> None:
+        """Restart because something changed; many requests before it happens = one."""
+        if not self._change.is_set():
+            self._change_reason = reason
+            self._change.set()
+
+    def _files_changed(self, paths: list[str]) -> None:
+        shown = os.path.relpath(paths[0], self.spec.directory)
+        more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+        self.request_restart(f"{shown}{more} changed")
+
+    def _variable_changed(self, name: str) -> None:
+        self.request_restart(f"runtime variable {name} changed")
+
+    # -- state ----------------------------------------------------------------------
+
+    def _set(self, state: ProcessState) -> None:
+        if state != self.state:
+            self.state = state
+            self.supervisor.changed()
+
+    def event(self, message: str, *, error: bool = False) -> None:
+        self.supervisor.output.event(self.label, message, error=error)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def lifecycle(self) -> None:
+        """Start, supervise and restart until cancelled, or until the process ended for
+        good and no change can restart it."""
+        while True:
+            await self._wait_dependencies()
+            command, env = await self._resolve()
+            self._change.clear()
+            try:
+                await self._spawn(command, env)
+            except OSError as exc:
+                self.event(f"cannot start: {exc}", error=True)
+                self.last_exit = 127
+                if not await self._after_exit(ran_for=0.0):
+                    return
+                continue
+            ran_since = time.monotonic()
+            exited = await self._wait_exit_or_change()
+            if not exited:
+                self.event(f"{self._change_reason}: restarting")
+                await self.stop(self.stop_signal)
+                self.backoff.reset()
+                self.restarts += 1
+                self.supervisor.changed()
+                continue
+            if not await self._after_exit(ran_for=time.monotonic() - ran_since):
+                return
+
+    async def _after_exit(self, ran_for: float) -> bool:
+        """Decide what follows an exit; False when the lifecycle is over."""
+        code = self.last_exit
+        self.backoff.record_exit(ran_for)
+        policy = self.spec.restart
+        wants_restart = policy == "always" or (policy == "on-failure" and code != 0)
+        if wants_restart and self.backoff.crashes < self.spec.max_restarts:
+            delay = self.backoff.next_delay()
+            self._set(ProcessState.BACKOFF)
+            self.event(f"{describe_exit(code)}; restarting in {delay:.3g}s", error=code != 0)
+            if await self._wait_change(delay):
+                self.event(f"{self._change_reason}: restarting")
+                self.backoff.reset()
+            self.restarts += 1
+            self.supervisor.changed()
+            return True
+        if wants_restart:
+            self._set(ProcessState.FAILED)
+            self.event(
+                f"{describe_exit(code)}; failed after {self.backoff.crashes} restarts in a row"
+                + ("; waiting for a change" if self.restartable_by_change else ""),
+                error=True,
+            )
+        else:
+            self._set(ProcessState.EXITED)
+            self.event(
+                f"{describe_exit(code)}"
+                + ("; waiting for a change" if self.restartable_by_change else ""),
+                error=code not in (0, None),
+            )
+        if not self.restartable_by_change:
+            return False
+        await self._wait_change(None)
+        self.event(f"{self._change_reason}: restarting")
+        self.backoff.reset()
+        self.restarts += 1
+        self.supervisor.changed()
+        return True
+
+    async def _wait_change(self, timeout: float | None) -> bool:
+        """Wait for a change (True) or ``timeout`` seconds (False)."""
+        try:
+            await asyncio.wait_for(self._change.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._change.clear()
+        return True
+
+    async def _wait_dependencies(self) -> None:
+        deps = [d for d in self.supervisor.dependencies_of(self) if not d.ready.is_set()]
+        if not deps:
+            return
+        self._set(ProcessState.WAITING)
+        names = ", ".join(d.label for d in deps)
+        self.event(f"waiting for {names} to be ready")
+        notice = self.supervisor.options.waiting_notice_after
+        waiting = asyncio.gather(*(d.ready.wait() for d in deps))
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiting), notice)
+                    return
+                except TimeoutError:
+                    still = [f"{d.label} ({d.state})" for d in deps if not d.ready.is_set()]
+                    self.event(f"still waiting for {', '.join(still)}")
+        finally:
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+
+    async def _resolve(self) -> tuple[str, dict[str, str]]:
+        """The command and environment with runtime variables substituted, waiting for
+        variables that have no good value yet."""
+        from caproni_tasks.config.expand import expand_runtimevars
+
+        values: dict[str, str] = {}
+        names = sorted(self.spec.runtimevars)
+        if names:
+            hub = self.supervisor.variables
+            if hub is None:
+                raise RuntimeError("runtime variables are used but the session has none")
+            pending = hub.pending(names)
+            if pending:
+                self._set(ProcessState.WAITING)
+                self.event(f"waiting for a value of runtime variable {', '.join(pending)}")
+            values = await hub.values(names)
+        command = expand_runtimevars(self.spec.command, values)
+        env = dict(self.supervisor.base_env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        for key, value in self.spec.env.items():
+            env[key] = expand_runtimevars(value, values)
+        return command, env
+
+    async def _spawn(self, command: str, env: dict[str, str]) -> None:
+        argv = (
+            list(self.wrap(self.spec, command))
+            if self.wrap is not None
+            else [self.supervisor.options.shell, "-c", command]
+        )
+        self.command = command
+        if self.spec.ready is not None and self.spec.ready.log is not None:
+            self._log = LogMatcher(self.spec.ready.log)
+        else:
+            self._log = None
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(self.spec.directory),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._proc = proc
+        self.pid = proc.pid
+        info = proctree.read_process(proc.pid)
+        self.pid_start = info.start_ticks if info else None
+        self.started_at = time.time()
+        self.last_exit = None
+        self._escaped = []
+        assert proc.stdout is not None
+        self._reader = asyncio.create_task(self._read_output(proc.stdout), name=f"out {self.label}")
+        self.event(f"started (pid {proc.pid})")
+        if self.spec.ready is None:
+            self._set(ProcessState.READY)
+            self.ready.set()
+        else:
+            self._set(ProcessState.STARTING)
+
+    async def _read_output(self, stream: asyncio.StreamReader) -> None:
+        lines = LineAssembler()
+        output = self.supervisor.output
+        while True:
+            try:
+                if lines.has_partial:
+                    chunk = await asyncio.wait_for(stream.read(65536), lines.partial_after)
+                else:
+                    chunk = await stream.read(65536)
+            except TimeoutError:
+                if lines.partial_due():
+                    output.lines(self.label, lines.flush())
+                continue
+            if not chunk:
+                break
+            complete = lines.feed(chunk)
+            if complete:
+                output.lines(self.label, complete)
+                if self._log is not None:
+                    for line in complete:
+                        self._log.feed(line)
+        rest = lines.flush()
+        if rest:
+            output.lines(self.label, rest)
+            if self._log is not None:
+                self._log.feed(rest[0])
+
+    async def _wait_exit_or_change(self) -> bool:
+        """Supervise one run: True when it exited by itself, False on a change."""
+        proc = self._proc
+        assert proc is not None
+        waiter = asyncio.create_task(proc.wait())
+        change = asyncio.create_task(self._change.wait())
+        readiness: asyncio.Task[None] | None = None
+        if self.spec.ready is not None:
+            readiness = asyncio.create_task(self._become_ready())
+        try:
+            await asyncio.wait({waiter, change}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (change, readiness):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        if waiter.done():
+            self.last_exit = proc.returncode
+            self.ready.clear()
+            self._set(ProcessState.STOPPING)  # while its group is cleared; then _after_exit
+            await self._clear_group(self.stop_signal)
+            return True
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        return False
+
+    async def _become_ready(self) -> None:
+        assert self.spec.ready is not None
+        check = self.spec.ready
+        await wait_ready(check, self._log)
+        self._set(ProcessState.READY)
+        self.ready.set()
+        self.event(f"ready ({describe(check)})")
+
+    # -- stopping -------------------------------------------------------------------
+
+    def _signal_group(self, sig: int) -> None:
+        if self.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+        proctree.signal_pids(self._escaped, sig)
+
+    def _note_escaped(self) -> None:
+        """Remember descendants that left the group (``setsid``) while their ancestors
+        are still alive to tell us they are ours."""
+        if self.pid is None:
+            return
+        for info in proctree.descendants(self.pid):
+            if info.pgid != self.pid and all(e.pid != info.pid for e in self._escaped):
+                self._escaped.append(info)
+
+    def _group_alive(self) -> bool:
+        if self.pid is None:
+            return False
+        if sys.platform.startswith("linux"):
+            members = proctree.group_members(self.pid)
+        else:
+            try:
+                os.killpg(self.pid, 0)
+                members = [proctree.ProcInfo(self.pid, 0, self.pid, self.pid, "S", 0)]
+            except (ProcessLookupError, PermissionError):
+                members = []
+        escaped = [e for e in self._escaped if proctree.is_alive(e.pid, e.start_ticks)]
+        return bool(members or escaped)
+
+    async def _clear_group(self, sig: int) -> None:
+        """After the leader exited: stop what it left behind in its group (a background
+        job, a worker), gently then by force, so nothing outlives its run."""
+        if not self._group_alive():
+            await self._finish_reader()
+            return
+        self._signal_group(sig)
+        await self._wait_group_gone(self.spec.stop_timeout)
+        if self._group_alive():
+            self._signal_group(signal.SIGKILL)
+            await self._wait_group_gone(5.0)
+        await self._finish_reader()
+
+    async def _wait_group_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._group_alive():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def _finish_reader(self) -> None:
+        if self._reader is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+        except TimeoutError:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._reader = None
+
+    async def stop(self, sig: int) -> None:
+        """Stop the running process (if any) and its whole group; return once all of it
+        has exited. ``sig`` first, SIGKILL after ``stop_timeout``."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        self._set(ProcessState.STOPPING)
+        self.ready.clear()
+        self._note_escaped()
+        self._signal_group(sig)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), self.spec.stop_timeout)
+        except TimeoutError:
+            self.event(
+                f"did not stop within {self.spec.stop_timeout:g}s of "
+                f"{signal.Signals(sig).name}; killing",
+                error=True,
+            )
+            self._signal_group(signal.SIGKILL)
+            await proc.wait()
+        self.last_exit = proc.returncode
+        await self._clear_group(signal.SIGKILL)
+        self.supervisor.changed()
+
+    async def shutdown(self) -> None:
+        """Stop for good: after the processes that depend on this one have stopped."""
+        dependants = self.supervisor.dependants_of(self)
+        if dependants:
+            limit = max(d.spec.stop_timeout for d in dependants) + 6.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(d.finished.wait() for d in dependants)), limit
+                )
+        try:
+            running = self._proc is not None and self._proc.returncode is None
+            await self.stop(self.stop_signal)
+            if running:
+                self.event(f"stopped ({describe_exit(self.last_exit)})")
+        finally:
+            self._set(ProcessState.STOPPED)
+            self.finished.set()
+
+
+class Supervisor:
+    """Runs the processes that managers hand to `supervise`, in one event loop.
+
+    ``session`` names the reloaders of the session: ``depends_on`` may point at their
+    processes before their managers have called `supervise` (reloaders start
+    concurrently); dependencies on other reloaders are ignored with a notice.
+    ``expected`` (processes known in advance) only lines up the output's name column.
+    """
+
+    def __init__(
+        self,
+        *,
+        output: Output | None = None,
+        options: SupervisorOptions | None = None,
+        variables: VariableHub | None = None,
+        expected: Iterable[ProcessRef] = (),
+        session: Iterable[str] | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.options = options or SupervisorOptions()
+        self.output = output or Output()
+        self.variables = variables
+        self.on_change = on_change
+        self.base_env: dict[str, str] = dict(
+            self.options.base_env if self.options.base_env is not None else os.environ
+        )
+        self.session: set[str] | None = set(session) if session is not None else None
+        self.processes: dict[ProcessRef, ManagedProcess] = {}
+        self._arrived: dict[ProcessRef, asyncio.Event] = {}
+        self._watch: WatchHub | None = None
+        self._labels: dict[ProcessRef, str] = {}
+        self._assign_labels(expected)
+
+    # -- naming ---------------------------------------------------------------------
+
+    def _assign_labels(self, refs: Iterable[ProcessRef]) -> None:
+        refs = list(refs)
+        counts: dict[str, int] = {}
+        for ref in {*self._labels, *refs}:
+            counts[ref.process] = counts.get(ref.process, 0) + 1
+        for ref in refs:
+            if ref not in self._labels:
+                self._labels[ref] = ref.process if counts[ref.process] == 1 else str(ref)
+                self.output.add_name(self._labels[ref])
+
+    def label(self, ref: ProcessRef) -> str:
+        if ref not in self._labels:
+            taken = set(self._labels.values())
+            self._labels[ref] = ref.process if ref.process not in taken else str(ref)
+            self.output.add_name(self._labels[ref])
+        return self._labels[ref]
+
+    # -- queries --------------------------------------------------------------------
+
+    def changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def dependencies_of(self, process: ManagedProcess) -> list[ManagedProcess]:
+        return [self.processes[r] for r in process.spec.depends_on if r in self.processes]
+
+    def dependants_of(self, process: ManagedProcess) -> list[ManagedProcess]:
+        return [
+            p
+            for p in self.processes.values()
+            if process.ref in p.spec.depends_on and not p.finished.is_set()
+        ]
+
+    @property
+    def watch_hub(self) -> WatchHub:
+        if self._watch is None:
+            from caproni_tasks.reloader.watching import WatchHub
+
+            self._watch = WatchHub(
+                step_ms=self.options.watch_step_ms,
+                debounce_ms=self.options.watch_debounce_ms,
+                force_polling=self.options.force_polling,
+                on_error=lambda root, exc: self.output.event(
+                    "caproni", f"watching {root} failed: {exc}; retrying", error=True
+                ),
+            )
+        return self._watch
+
+    # -- running --------------------------------------------------------------------
+
+    async def supervise(
+        self,
+        reloader: str,
+        specs: Sequence[ProcessSpec],
+        *,
+        wrap: CommandWrapper | None = None,
+    ) -> None:
+        """Run ``specs`` (the processes of ``reloader``) until cancelled — or until every
+        one of them has ended for good with nothing left that could restart it. On
+        cancellation every process is stopped (dependants first) before this returns."""
+        from caproni_tasks.reloader.globs import PathMatcher
+
+        self._assign_labels(ProcessRef(reloader, s.name) for s in specs)
+        managed = [
+            ManagedProcess(self, reloader, spec, self.label(ProcessRef(reloader, spec.name)), wrap)
+            for spec in specs
+        ]
+        subscriptions = []
+        for process in managed:
+            self.processes[process.ref] = process
+            self._arrived.setdefault(process.ref, asyncio.Event()).set()
+        for process in managed:
+            if process.spec.watch:
+                matcher = PathMatcher(
+                    process.spec.directory, process.spec.watch, process.spec.ignore
+                )
+                subscriptions.append(self.watch_hub.add(matcher, process._files_changed))
+            if process.spec.runtimevars and self.variables is not None:
+                self.variables.subscribe(process.spec.runtimevars, process._variable_changed)
+        self.changed()
+        tasks = [
+            asyncio.create_task(self._start(process), name=f"process {process.label}")
+            for process in managed
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(p.shutdown() for p in managed), return_exceptions=True)
+            for watcher in subscriptions:
+                self.watch_hub.remove(watcher)
+            if self.variables is not None:
+                for process in managed:
+                    self.variables.unsubscribe(process.spec.runtimevars, process._variable_changed)
+            self.changed()
+
+    async def _start(self, process: ManagedProcess) -> None:
+        await self._await_dependency_arrival(process)
+        await process.lifecycle()
+
+    async def _await_dependency_arrival(self, process: ManagedProcess) -> None:
+        """Wait until every dependency has been handed to the supervisor (reloaders start
+        concurrently); dependencies that are not part of this session are ignored."""
+        for ref in process.spec.depends_on:
+            known = ref in self.processes or (
+                self.session is not None and ref.reloader in self.session
+            )
+            if not known:
+                process.event(f"depends on {ref}, which is not part of this session; not waiting")
+                continue
+            await self._arrived.setdefault(ref, asyncio.Event()).wait()
+
+    async def wait_watching(self, timeout: float = 5.0) -> None:
+        """Wait until all file watchers are live (tests and benchmarks)."""
+        if self._watch is not None:
+            await self._watch.wait_started(timeout)
+
+    async def close(self) -> None:
+        """Release watchers and variables (after every `supervise` has returned)."""
+        if self._watch is not None:
+            await self._watch.close()
+            self._watch = None
