@@ -4,6 +4,10 @@ Paths are absolute (resolved against the config file's directory). ``${NAME}``
 references to ``variables`` are already expanded; ``${runtimevar:NAME}`` references are
 kept in the text and listed in ``runtimevars`` so the supervisor can substitute current
 values and restart on change. ``$$`` is a literal ``$``.
+
+So commands and env values are *templates*: run them through `render` (or
+`caproni_tasks.config.expand_runtimevars`) before use, even when ``runtimevars`` is
+empty, because that is also where ``$$`` becomes ``$``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,21 @@ class ProcessSpec:
     runtimevars: frozenset[str] = frozenset()  # names used as ${runtimevar:NAME}
     location: Location | None = None
 
+    def render(self, values: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """The command and env with runtime variables substituted and ``$$`` unescaped."""
+        return _render(self.command, self.env, values)
+
+
+def _render(
+    command: str, env: Mapping[str, str], values: Mapping[str, str]
+) -> tuple[str, dict[str, str]]:
+    from caproni_tasks.config.expand import expand_runtimevars
+
+    return (
+        expand_runtimevars(command, values),
+        {name: expand_runtimevars(value, values) for name, value in env.items()},
+    )
+
 
 @dataclass(frozen=True)
 class ProcessSettings:
@@ -86,6 +105,11 @@ class MirrorProcess:
     context: Literal["mirror", "local"] = "mirror"
     env: Mapping[str, str] = field(default_factory=dict)
     location: Location | None = None
+    runtimevars: frozenset[str] = frozenset()  # names used as ${runtimevar:NAME}
+
+    def render(self, values: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """The command and env with runtime variables substituted and ``$$`` unescaped."""
+        return _render(self.command, self.env, values)
 
 
 @dataclass(frozen=True)
@@ -160,6 +184,8 @@ class CaproniConfig:
     runtimevars: Mapping[str, RuntimeVarSpec] = field(default_factory=dict)
     #: One-line notices for the user (e.g. ignored `cluster:` / `deployers:` sections).
     notices: tuple[str, ...] = ()
+    #: The personal overlay (``caproni.local.yaml``) merged on top, when there was one.
+    overlay: Path | None = None
 
     @property
     def directory(self) -> Path:

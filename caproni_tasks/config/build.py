@@ -1,0 +1,502 @@
+"""Validated data → the frozen model, with the checks a schema cannot express.
+
+References between parts of the file (a reloader's repository, ``depends_on``,
+``${NAME}`` and ``${runtimevar:NAME}``), "exactly one readiness check" and dependency
+cycles are checked here; each problem is reported at the line that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from caproni_tasks.config.expand import Reference, TemplateError, expand_variables
+from caproni_tasks.config.model import (
+    CaproniConfig,
+    KindSettings,
+    LifecycleHook,
+    Location,
+    MirrorProcess,
+    MirrorSettings,
+    MirrorTarget,
+    ProcessRef,
+    ProcessSettings,
+    ProcessSpec,
+    ReadyCheck,
+    ReloaderSpec,
+    RepositorySpec,
+    RuntimeVarSpec,
+    SkaffoldSettings,
+)
+from caproni_tasks.config.strict import INVALID
+from caproni_tasks.config.yamldoc import Document, YamlPath
+from caproni_tasks.diagnostics import Diagnostic
+
+__all__ = ["Builder"]
+
+
+@dataclass
+class _Pending:
+    """A process whose ``depends_on`` is resolved once every reloader is known."""
+
+    reloader: str
+    name: str
+    entries: list[tuple[str, YamlPath]]
+    fields: dict[str, Any]
+
+
+@dataclass
+class Builder:
+    doc: Document
+    sources: Mapping[str, str]
+    path: Path
+    overlay: Path | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    runtimevars: dict[str, RuntimeVarSpec] = field(default_factory=dict)
+    _pending: list[_Pending] = field(default_factory=list)
+    #: Sections that failed the schema: references into them are not reported, as the
+    #: schema error already was and "unknown name" would only be noise.
+    _broken: set[str] = field(default_factory=set)
+
+    # -- reporting ---------------------------------------------------------------
+
+    def error(self, where: Location, code: str, message: str) -> None:
+        self.diagnostics.append(
+            Diagnostic.error(where.file, where.line, where.column, code, message)
+        )
+
+    def at(self, path: YamlPath, *, key: bool = False) -> Location:
+        return self.doc.locate(path, key=key)
+
+    # -- the whole file ------------------------------------------------------------
+
+    def build(self, data: Mapping[str, Any], notices: tuple[str, ...]) -> CaproniConfig:
+        base = self.path.parent
+        self._broken = {key for key, value in data.items() if value is INVALID}
+        self.variables = {str(k): str(v) for k, v in _entries(data.get("variables"))}
+        for name, url in _entries(data.get("runtimevars")):
+            self.runtimevars[name] = RuntimeVarSpec(
+                name, str(url), base, self.at(("runtimevars", name), key=True)
+            )
+        repositories: dict[str, RepositorySpec] = {}
+        known_repositories = {name for name, _ in _entries(data.get("repositories"), True)}
+        for name, entry in _entries(data.get("repositories")):
+            directory = _join(base, str(entry.get("directory") or name))
+            repositories[name] = RepositorySpec(
+                name=name,
+                directory=directory,
+                repository=entry.get("repository"),
+                edit_mode=bool(entry.get("edit_mode", False)),
+                location=self.at(("repositories", name), key=True),
+            )
+        reloaders: dict[str, ReloaderSpec] = {}
+        raw_reloaders = dict(_entries(data.get("reloaders"), True))
+        for name, entry in raw_reloaders.items():
+            if entry is INVALID:
+                continue
+            path: YamlPath = ("reloaders", name)
+            repository = entry.get("repository")
+            directory = base
+            if repository is not None:
+                if repository in repositories:
+                    directory = repositories[repository].directory
+                elif repository not in known_repositories and "repositories" not in self._broken:
+                    defined = ", ".join(sorted(known_repositories)) or "none"
+                    self.error(
+                        self.at((*path, "repository")),
+                        "unknown-repository",
+                        f"unknown repository '{repository}' (defined under repositories: "
+                        f"{defined})",
+                    )
+            kind = str(entry["type"])
+            reloaders[name] = ReloaderSpec(
+                name=name,
+                type=kind,
+                directory=directory,
+                repository=repository,
+                edit_mode=bool(entry.get("edit_mode", False)),
+                settings=self._settings(name, kind, entry.get(kind, {}), directory),
+                location=self.at(path, key=True),
+            )
+        reloaders = self._resolve_dependencies(reloaders, raw_reloaders)
+        return CaproniConfig(
+            path=self.path,
+            version=int(data.get("version", 2)),
+            variables=self.variables,
+            repositories=repositories,
+            reloaders=reloaders,
+            runtimevars=self.runtimevars,
+            notices=notices,
+            overlay=self.overlay,
+        )
+
+    # -- kinds ----------------------------------------------------------------------
+
+    def _settings(self, reloader: str, kind: str, raw: Any, directory: Path) -> KindSettings:
+        path: YamlPath = ("reloaders", reloader, kind)
+        if raw is INVALID:
+            return {}
+        if kind == "process":
+            for name, entry in _entries(raw.get("processes"), True):
+                if entry is not INVALID:
+                    self._process(reloader, name, entry, (*path, "processes", name), directory)
+            return ProcessSettings(processes=())  # filled in by _resolve_dependencies
+        if kind == "mirror":
+            return self._mirror(raw, path)
+        if kind == "skaffold":
+            return SkaffoldSettings(
+                file=str(raw.get("file", "skaffold.yaml")),
+                profiles=tuple(raw.get("profiles", ())),
+                modules=tuple(raw.get("modules", ())),
+                kube_context=raw.get("kube_context"),
+                namespace=raw.get("namespace"),
+                port_forward=str(raw.get("port_forward", "user")),
+            )
+        return dict(raw) if isinstance(raw, Mapping) else {}
+
+    def _process(
+        self, reloader: str, name: str, entry: dict[str, Any], path: YamlPath, base: Path
+    ) -> None:
+        command, used = self.expand(str(entry["command"]), (*path, "command"))
+        env, env_used = self._env(entry.get("env"), (*path, "env"))
+        ready = self._ready(entry.get("ready"), (*path, "ready"))
+        depends = [
+            (str(item), (*path, "depends_on", i))
+            for i, item in enumerate(entry.get("depends_on", ()))
+        ]
+        self._pending.append(
+            _Pending(
+                reloader,
+                name,
+                depends,
+                dict(
+                    name=name,
+                    command=command,
+                    directory=_join(base, str(entry.get("directory") or ".")),
+                    env=env,
+                    watch=tuple(entry.get("watch", ())),
+                    ignore=tuple(entry.get("ignore", ())),
+                    restart=entry.get("restart", "on-failure"),
+                    max_restarts=int(entry.get("max_restarts", 10)),
+                    stop_signal=str(entry.get("stop_signal", "SIGTERM")),
+                    stop_timeout=float(entry.get("stop_timeout", 10.0)),
+                    ready=ready,
+                    runtimevars=frozenset(used | env_used),
+                    location=self.at(path, key=True),
+                ),
+            )
+        )
+
+    def _ready(self, raw: Any, path: YamlPath) -> ReadyCheck | None:
+        if not raw:
+            if raw == {}:
+                self.error(
+                    self.at(path, key=True),
+                    "ready-check",
+                    "ready needs exactly one of tcp: PORT, http: URL, log: REGEX",
+                )
+            return None
+        if len(raw) > 1:
+            self.error(
+                self.at(path, key=True),
+                "ready-check",
+                f"ready takes exactly one of tcp, http, log; found {', '.join(raw)}",
+            )
+            return None
+        return ReadyCheck(tcp=raw.get("tcp"), http=raw.get("http"), log=raw.get("log"))
+
+    def _mirror(self, raw: dict[str, Any], path: YamlPath) -> MirrorSettings:
+        target = raw["target"]
+        processes = []
+        for name, entry in _entries(raw.get("edit_mode_processes")):
+            where: YamlPath = (*path, "edit_mode_processes", name)
+            command, used = self.expand(str(entry["command"]), (*where, "command"))
+            env, env_used = self._env(entry.get("env"), (*where, "env"))
+            processes.append(
+                MirrorProcess(
+                    name=name,
+                    command=command,
+                    port=entry.get("port"),
+                    context=entry.get("context", "mirror"),
+                    env=env,
+                    location=self.at(where, key=True),
+                    runtimevars=frozenset(used | env_used),
+                )
+            )
+        return MirrorSettings(
+            target=MirrorTarget(
+                namespace=target["namespace"],
+                kubernetes_type=target["kubernetes_type"],
+                name=target["name"],
+                container=target.get("container"),
+            ),
+            filesystem=raw.get("filesystem") or {},
+            network=raw.get("network") or {},
+            edit_mode_processes=tuple(processes),
+            lifecycle_hooks=tuple(
+                LifecycleHook(type=hook["type"], script=hook["script"])
+                for hook in raw.get("lifecycle_hooks", ())
+            ),
+        )
+
+    # -- ${...} ---------------------------------------------------------------------
+
+    def _env(self, raw: Any, path: YamlPath) -> tuple[dict[str, str], set[str]]:
+        env: dict[str, str] = {}
+        used: set[str] = set()
+        for key, value in _entries(raw):
+            env[key], names = self.expand(str(value), (*path, key))
+            used |= names
+        return env, used
+
+    def expand(self, text: str, path: YamlPath) -> tuple[str, set[str]]:
+        """Load-time expansion of one value; problems reported at the reference."""
+        try:
+            template, runtime, unknown = expand_variables(text, self.variables)
+        except TemplateError as exc:
+            self.error(self._reference_at(path, text, exc.offset, 2), "bad-reference", str(exc))
+            return text, set()
+        for ref in unknown if "variables" not in self._broken else ():
+            known = ", ".join(sorted(self.variables)) or "none defined"
+            self.error(
+                self._reference_at(path, text, ref.offset, ref.length),
+                "unknown-variable",
+                f"unknown variable '{ref.name}' in {ref.text} (variables: {known}; "
+                "write $$ for a literal $)",
+            )
+        names: set[str] = set()
+        for ref in runtime:
+            if ref.name in self.runtimevars:
+                names.add(ref.name)
+            elif "runtimevars" not in self._broken:
+                self._unknown_runtimevar(path, text, ref)
+        return template, names
+
+    def _unknown_runtimevar(self, path: YamlPath, text: str, ref: Reference) -> None:
+        known = ", ".join(sorted(self.runtimevars)) or "none defined"
+        self.error(
+            self._reference_at(path, text, ref.offset, ref.length),
+            "unknown-runtimevar",
+            f"unknown runtime variable '{ref.name}' in {ref.text}: declare it under "
+            f"runtimevars: (declared: {known})",
+        )
+
+    def _reference_at(self, path: YamlPath, value: str, offset: int, length: int) -> Location:
+        """The line and column of ``value[offset:]`` in the source, when it can be found."""
+        start = self.at(path)
+        lines = self.sources.get(start.file, "").split("\n")
+        if not 0 < start.line <= len(lines):
+            return start
+        row = lines[start.line - 1]
+        col = start.column - 1
+        head = value[:offset]
+        if "\n" not in head:
+            for skip in (0, 1):  # plain, then quoted ('…' or "…")
+                if row[col + skip : col + skip + offset] == head and (
+                    skip == 0 or row[col : col + 1] in ("'", '"')
+                ):
+                    return Location(start.file, start.line, col + skip + offset + 1)
+        needle = value[offset : offset + length]
+        for number in range(start.line - 1, min(len(lines), start.line + 200)):
+            found = lines[number].find(needle, col if number == start.line - 1 else 0)
+            if found >= 0:
+                return Location(start.file, number + 1, found + 1)
+        return start
+
+    # -- depends_on -------------------------------------------------------------------
+
+    def _resolve_dependencies(
+        self, reloaders: dict[str, ReloaderSpec], raw: Mapping[str, Any]
+    ) -> dict[str, ReloaderSpec]:
+        processes: dict[str, list[str]] = {}
+        for name, entry in raw.items():
+            if entry is INVALID:
+                self._broken.add(f"reloader:{name}")
+                continue
+            if entry.get("type") != "process":
+                continue
+            section = entry.get("process")
+            if isinstance(section, dict):
+                processes[name] = [p for p, _ in _entries(section.get("processes"), True)]
+            else:
+                self._broken.add(f"reloader:{name}")
+        graph: dict[ProcessRef, tuple[ProcessRef, ...]] = {}
+        edge_at: dict[ProcessRef, YamlPath] = {}
+        built: dict[str, list[ProcessSpec]] = {name: [] for name in processes}
+        for pending in self._pending:
+            me = ProcessRef(pending.reloader, pending.name)
+            refs: list[ProcessRef] = []
+            for text, where in pending.entries:
+                for ref in self._resolve(text, where, pending.reloader, processes, reloaders):
+                    if ref not in refs:
+                        refs.append(ref)
+                        edge_at.setdefault(me, where)
+            graph[me] = tuple(refs)
+            built[pending.reloader].append(ProcessSpec(depends_on=tuple(refs), **pending.fields))
+        self._report_cycles(graph, edge_at)
+        result: dict[str, ReloaderSpec] = {}
+        for name, spec in reloaders.items():
+            if isinstance(spec.settings, ProcessSettings):
+                spec = _replace_settings(spec, ProcessSettings(tuple(built.get(name, ()))))
+            result[name] = spec
+        return result
+
+    def _resolve(
+        self,
+        text: str,
+        where: YamlPath,
+        mine: str,
+        processes: Mapping[str, list[str]],
+        reloaders: Mapping[str, ReloaderSpec],
+    ) -> list[ProcessRef]:
+        location = self.at(where)
+        reloader, dot, process = text.partition(".")
+        if f"reloader:{reloader if dot else text}" in self._broken or "reloaders" in self._broken:
+            return []
+        if dot:
+            if reloader not in reloaders and reloader not in processes:
+                self.error(
+                    location,
+                    "unknown-dependency",
+                    f"depends_on '{text}': no reloader named '{reloader}' "
+                    f"(reloaders: {', '.join(reloaders) or 'none'})",
+                )
+            elif reloader not in processes:
+                self.error(
+                    location, "unknown-dependency", self._not_process(text, reloader, reloaders)
+                )
+            elif process not in processes[reloader]:
+                self.error(
+                    location,
+                    "unknown-dependency",
+                    f"depends_on '{text}': reloader '{reloader}' has no process '{process}' "
+                    f"(processes: {', '.join(processes[reloader]) or 'none'})",
+                )
+            else:
+                return [ProcessRef(reloader, process)]
+            return []
+        if text in processes.get(mine, ()):
+            return [ProcessRef(mine, text)]
+        if text in processes:
+            return [ProcessRef(text, p) for p in processes[text]]
+        if text in reloaders:
+            self.error(location, "unknown-dependency", self._not_process(text, text, reloaders))
+            return []
+        self.error(
+            location,
+            "unknown-dependency",
+            f"depends_on '{text}': not a process of reloader '{mine}' "
+            f"({', '.join(processes.get(mine, ())) or 'none'}) nor a reloader "
+            f"({', '.join(reloaders) or 'none'}); write reloader.process for another "
+            "reloader's process",
+        )
+        return []
+
+    @staticmethod
+    def _not_process(text: str, reloader: str, reloaders: Mapping[str, ReloaderSpec]) -> str:
+        kind = reloaders[reloader].type if reloader in reloaders else "?"
+        return (
+            f"depends_on '{text}': reloader '{reloader}' is of type {kind}; depends_on can "
+            "only name processes of reloaders of type process"
+        )
+
+    def _report_cycles(
+        self,
+        graph: Mapping[ProcessRef, tuple[ProcessRef, ...]],
+        edge_at: Mapping[ProcessRef, YamlPath],
+    ) -> None:
+        for cycle in _cycles(graph):
+            shown = " -> ".join(str(ref) for ref in [*cycle, cycle[0]])
+            self.error(
+                self.at(edge_at[cycle[0]]),
+                "dependency-cycle",
+                f"dependency cycle: {shown}",
+            )
+
+
+def _cycles(graph: Mapping[ProcessRef, tuple[ProcessRef, ...]]) -> list[list[ProcessRef]]:
+    """One cycle per strongly connected component that has one (Tarjan), in file order."""
+    index: dict[ProcessRef, int] = {}
+    low: dict[ProcessRef, int] = {}
+    stack: list[ProcessRef] = []
+    on_stack: set[ProcessRef] = set()
+    components: list[list[ProcessRef]] = []
+
+    def visit(node: ProcessRef) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            components.append(component)
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    order = {node: i for i, node in enumerate(graph)}
+    cycles = []
+    for component in components:
+        members = set(component)
+        start = min(component, key=lambda n: order.get(n, len(order)))
+        if len(component) == 1 and start not in graph.get(start, ()):
+            continue
+        cycles.append(_walk_cycle(start, members, graph))
+    cycles.sort(key=lambda c: order.get(c[0], len(order)))
+    return cycles
+
+
+def _walk_cycle(
+    start: ProcessRef, members: set[ProcessRef], graph: Mapping[ProcessRef, tuple[ProcessRef, ...]]
+) -> list[ProcessRef]:
+    """A path inside one component from ``start`` back to it (breadth-first: shortest)."""
+    previous: dict[ProcessRef, ProcessRef] = {}
+    frontier = [start]
+    while frontier:
+        following: list[ProcessRef] = []
+        for node in frontier:
+            for nxt in graph.get(node, ()):
+                if nxt not in members:
+                    continue
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return list(reversed(path))
+                if nxt not in previous:
+                    previous[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    return [start]
+
+
+def _entries(raw: Any, keep_invalid: bool = False) -> list[tuple[str, Any]]:
+    """``(name, value)`` pairs of a mapping section; invalid entries only on request."""
+    if not isinstance(raw, Mapping):
+        return []
+    return [(str(k), v) for k, v in raw.items() if keep_invalid or v is not INVALID]
+
+
+def _join(base: Path, relative: str) -> Path:
+    return Path(os.path.normpath(base / Path(relative).expanduser()))
+
+
+def _replace_settings(spec: ReloaderSpec, settings: KindSettings) -> ReloaderSpec:
+    from dataclasses import replace
+
+    return replace(spec, settings=settings)

@@ -1,0 +1,272 @@
+"""The shape of caproni.yaml (Caproni v2 plus ``runtimevars`` and the ``process`` kind).
+
+This is the single source of truth: the loader validates with it (through strictyaml)
+and ``invoke schema`` publishes it as JSON Schema.
+"""
+
+from __future__ import annotations
+
+from caproni_tasks.config.expand import NAME_PATTERN
+from caproni_tasks.config.spec import (
+    Boolean,
+    Choice,
+    Data,
+    Duration,
+    Field,
+    HttpUrl,
+    Integer,
+    ListOf,
+    MapOf,
+    Pattern,
+    Reloader,
+    SignalName,
+    Struct,
+    Text,
+    Version,
+)
+
+__all__ = [
+    "IGNORED_KEYS",
+    "KIND_SECTIONS",
+    "OVERLAY_NAME_SUFFIX",
+    "RESTART_POLICIES",
+    "ROOT",
+]
+
+RESTART_POLICIES = ("always", "on-failure", "never")
+
+#: Top-level keys of real Caproni files that belong to cluster management: accepted,
+#: ignored, and mentioned once in a notice.
+IGNORED_KEYS = ("cluster", "deployers", "extends", "lifecycle_hooks")
+
+#: ``caproni.yaml`` → ``caproni.local.yaml``.
+OVERLAY_NAME_SUFFIX = ".local"
+
+ENTRY_NAME = Text(
+    pattern=r"[A-Za-z0-9_][A-Za-z0-9_-]*",
+    pattern_hint="a name of letters, digits, '_' and '-' (a '.' would be ambiguous in depends_on)",
+)
+VARIABLE_NAME = Text(
+    pattern=NAME_PATTERN,
+    pattern_hint="a name of letters, digits and '_', not starting with a digit",
+)
+ENV_NAME = Text(
+    pattern=r"[^=\x00]+",
+    pattern_hint="an environment variable name (no '=')",
+)
+SCALAR_VALUE = Text(any_scalar=True)
+COMMAND = Text(
+    nonempty=True,
+    description="Shell command (run with /bin/sh -c). ${NAME} expands a variable, "
+    "${runtimevar:NAME} a runtime variable's current value; $$ is a literal $.",
+)
+ENV = MapOf(
+    key=ENV_NAME,
+    value=SCALAR_VALUE,
+    description="Environment variables added to the process's environment; values expand "
+    "${NAME} and ${runtimevar:NAME} like the command.",
+)
+GLOBS = ListOf(Text(nonempty=True), description="Glob patterns relative to the directory.")
+
+READY = Struct(
+    {
+        "tcp": Field(
+            Integer(1, 65535, description="Ready once this port on 127.0.0.1 accepts connections.")
+        ),
+        "http": Field(HttpUrl(description="Ready once a GET of this URL answers 2xx or 3xx.")),
+        "log": Field(
+            Pattern(description="Ready once an output line matches this regular expression.")
+        ),
+    },
+    description="Readiness check: exactly one of tcp, http, log.",
+)
+
+PROCESS = Struct(
+    {
+        "command": Field(COMMAND, required=True),
+        "directory": Field(
+            Text(description="Working directory, relative to the reloader's directory."),
+            default=".",
+        ),
+        "env": Field(ENV),
+        "watch": Field(GLOBS, description="Restart when a file matching one of these changes."),
+        "ignore": Field(GLOBS, description="Changes to files matching these never restart."),
+        "restart": Field(
+            Choice(
+                RESTART_POLICIES,
+                description="When an exited process is started again.",
+            ),
+            default="on-failure",
+        ),
+        "max_restarts": Field(
+            Integer(0, description="Restarts after which the process is reported failed."),
+            default=10,
+        ),
+        "stop_signal": Field(
+            SignalName(description="Signal that asks the process group to stop (TERM, INT…)."),
+            default="SIGTERM",
+        ),
+        "stop_timeout": Field(
+            Duration(
+                description="Seconds (10, 2.5) or a duration (500ms, 10s, 1m) between the "
+                "stop signal and SIGKILL."
+            ),
+            default=10,
+        ),
+        "ready": Field(READY),
+        "depends_on": Field(
+            ListOf(
+                Text(nonempty=True),
+                description="Processes started (and ready) before this one: a process of "
+                "the same reloader, a reloader (all its processes) or reloader.process.",
+            )
+        ),
+    },
+    description="A local process supervised with restarts and reloads.",
+)
+
+PROCESS_SECTION = Struct(
+    {"processes": Field(MapOf(key=ENTRY_NAME, value=PROCESS, isolate=True), required=True)},
+    description="Settings of a reloader of type process.",
+)
+
+MIRROR_PROCESS = Struct(
+    {
+        "command": Field(COMMAND, required=True),
+        "port": Field(Integer(1, 65535, description="Port the process listens on.")),
+        "context": Field(
+            Choice(
+                ("mirror", "local"),
+                description="mirror runs it through mirrord in the workload's context; "
+                "local runs it as a plain local process.",
+            ),
+            default="mirror",
+        ),
+        "env": Field(ENV),
+    }
+)
+
+MIRROR_SECTION = Struct(
+    {
+        "target": Field(
+            Struct(
+                {
+                    "namespace": Field(Text(nonempty=True), required=True),
+                    "kubernetes_type": Field(
+                        Text(nonempty=True, description="e.g. deployment"), required=True
+                    ),
+                    "name": Field(Text(nonempty=True), required=True),
+                    "container": Field(Text(nonempty=True)),
+                },
+                description="The workload whose context the processes run in.",
+            ),
+            required=True,
+        ),
+        "filesystem": Field(Data(description="mirrord feature.fs settings, passed as they are.")),
+        "network": Field(Data(description="mirrord feature.network settings, passed as they are.")),
+        "edit_mode_processes": Field(MapOf(key=ENTRY_NAME, value=MIRROR_PROCESS, isolate=True)),
+        "lifecycle_hooks": Field(
+            ListOf(
+                Struct(
+                    {
+                        "type": Field(Text(nonempty=True), required=True),
+                        "script": Field(Text(nonempty=True), required=True),
+                    }
+                )
+            )
+        ),
+    },
+    description="Settings of a reloader of type mirror (Caproni's shape).",
+)
+
+SKAFFOLD_SECTION = Struct(
+    {
+        "file": Field(
+            Text(nonempty=True, description="skaffold.yaml path"), default="skaffold.yaml"
+        ),
+        "profiles": Field(ListOf(Text(nonempty=True))),
+        "modules": Field(ListOf(Text(nonempty=True))),
+        "kube_context": Field(Text(nonempty=True)),
+        "namespace": Field(Text(nonempty=True)),
+        "port_forward": Field(
+            Text(nonempty=True, description="skaffold dev --port-forward mode"), default="user"
+        ),
+    },
+    description="Settings of a reloader of type skaffold (arguments of skaffold dev).",
+)
+
+KIND_SECTIONS = {
+    "process": PROCESS_SECTION,
+    "mirror": MIRROR_SECTION,
+    "skaffold": SKAFFOLD_SECTION,
+}
+
+RELOADER = Reloader(
+    {
+        "type": Field(
+            Text(
+                pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+                pattern_hint="a kind name such as process, mirror or skaffold",
+                description="The kind: process, mirror, skaffold, or a registered third-party one.",
+            ),
+            required=True,
+        ),
+        "repository": Field(
+            Text(
+                nonempty=True,
+                description="A repository of repositories:; its directory is the reloader's "
+                "(default: the config file's directory).",
+            )
+        ),
+        "edit_mode": Field(Boolean(), default=False),
+    },
+    kinds=KIND_SECTIONS,
+    description="A reloader: type, repository and a section named after the type.",
+)
+
+REPOSITORY = Struct(
+    {
+        "repository": Field(Text(nonempty=True, description="Clone URL (informational).")),
+        "directory": Field(
+            Text(
+                nonempty=True,
+                description="Where it is checked out, relative to the config file "
+                "(default: the repository's name).",
+            )
+        ),
+        "edit_mode": Field(Boolean(), default=False),
+    }
+)
+
+RUNTIMEVAR_URL = Text(
+    pattern=r"(runtimevar\+)?[A-Za-z][A-Za-z0-9+.-]*://.*",
+    pattern_hint="a URL with a scheme, e.g. file://./vars/port.txt?decoder=string",
+    description="Runtime variable URL; relative file paths resolve against the config's directory.",
+)
+
+ROOT = Struct(
+    {
+        "version": Field(Version(description="Config format version: 2."), required=True),
+        "variables": Field(
+            MapOf(
+                key=VARIABLE_NAME,
+                value=SCALAR_VALUE,
+                description="Plain strings substituted as ${NAME} in commands and env.",
+            )
+        ),
+        "repositories": Field(MapOf(key=ENTRY_NAME, value=REPOSITORY, isolate=True)),
+        "reloaders": Field(MapOf(key=ENTRY_NAME, value=RELOADER, isolate=True)),
+        "runtimevars": Field(
+            MapOf(
+                key=VARIABLE_NAME,
+                value=RUNTIMEVAR_URL,
+                description="Runtime variables (name → URL) usable as ${runtimevar:NAME}.",
+            )
+        ),
+        **{
+            key: Field(Data(mapping=False, description="Cluster management: accepted, ignored."))
+            for key in IGNORED_KEYS
+        },
+    },
+    description="caproni.yaml: the reloaders of a development environment (Caproni v2).",
+)

@@ -1,0 +1,206 @@
+"""YAML text → a tree that remembers where every key and value was written.
+
+strictyaml's parser does the reading (no tags, no anchors, no duplicate keys; flow
+style such as ``{a: 1}`` and ``[a, b]`` is allowed on purpose because Caproni files
+use it). The tree is strictyaml's ruamel ``CommentedMap``/``CommentedSeq`` with line
+and column data; `Document` merges a personal overlay on top and still answers "which
+file, which line" for any path, so overlay mistakes point into the overlay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from caproni_tasks.config.model import Location
+from caproni_tasks.diagnostics import Diagnostic
+
+__all__ = ["Document", "ParsedFile", "YamlPath", "parse_yaml", "plain"]
+
+#: Keys (str) and list indices (int) from the root to a node.
+YamlPath = tuple[str | int, ...]
+
+
+@dataclass
+class ParsedFile:
+    name: str
+    #: A ``CommentedMap``; ``None`` when the file is empty.
+    root: Any
+
+
+def parse_yaml(text: str, name: str) -> tuple[ParsedFile | None, list[Diagnostic]]:
+    """Parse without a schema; YAML syntax problems come back as diagnostics."""
+    import strictyaml
+    from strictyaml.ruamel.comments import CommentedMap
+    from strictyaml.ruamel.error import MarkedYAMLError
+
+    from caproni_tasks.config.strict import unchecked
+
+    try:
+        loaded = strictyaml.dirty_load(text, unchecked(), label=name, allow_flow_style=True)
+    except MarkedYAMLError as exc:
+        return None, [_syntax_diagnostic(exc, name)]
+    root = loaded.as_marked_up()
+    if isinstance(root, str) and not root.strip():
+        return ParsedFile(name, None), []
+    if not isinstance(root, CommentedMap):
+        found = "a list" if isinstance(root, list) else "text"
+        return None, [
+            Diagnostic.error(
+                name, 1, 1, "config-not-mapping", f"expected a mapping of keys; found {found}"
+            )
+        ]
+    return ParsedFile(name, root), []
+
+
+def _syntax_diagnostic(exc: Any, name: str) -> Diagnostic:
+    from strictyaml import exceptions as sx
+
+    problem = str(exc.problem or "").strip()
+    mark = exc.problem_mark
+    if isinstance(exc, sx.TagTokenDisallowed):
+        message = "YAML tags such as !!str are not allowed: write the plain value"
+    elif isinstance(exc, sx.AnchorTokenDisallowed):
+        message = (
+            "YAML anchors and aliases (&name, *name) are not allowed; "
+            "quote the value if '&' or '*' is part of the text"
+        )
+        mark = exc.context_mark or mark
+    elif isinstance(exc, sx.DuplicateKeysDisallowed):
+        message = problem[0].lower() + problem[1:] if problem else "duplicate key"
+        mark = exc.context_mark or mark
+    else:
+        context = str(exc.context or "").strip()
+        message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    line = mark.line + 1 if mark is not None else 0
+    column = mark.column + 1 if mark is not None else 0
+    return Diagnostic.error(name, line, column, "yaml-syntax", message)
+
+
+def _containers(node: Any) -> Iterator[Any]:
+    from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
+
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, CommentedMap):
+            yield current
+            stack.extend(current.values())
+        elif isinstance(current, CommentedSeq):
+            yield current
+            stack.extend(current)
+
+
+@dataclass
+class Document:
+    """The merged tree plus, per container, the file each entry came from."""
+
+    root: Any
+    main: str
+    #: id(container) → file, for containers taken whole from one file.
+    _owner: dict[int, str] = field(default_factory=dict)
+    #: id(merged mapping) → key → file, for mappings built by the merge.
+    _key_owner: dict[int, dict[str, str]] = field(default_factory=dict)
+    #: Keeps every source tree alive so the ids above stay valid.
+    _keep: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, main: ParsedFile, overlay: ParsedFile | None = None) -> Document:
+        from strictyaml.ruamel.comments import CommentedMap
+
+        doc = cls(root=main.root if main.root is not None else CommentedMap(), main=main.name)
+        doc._adopt(doc.root, main.name)
+        if overlay is not None and overlay.root is not None:
+            doc._adopt(overlay.root, overlay.name)
+            doc.root = doc._merge(doc.root, overlay.root, main.name, overlay.name)
+        return doc
+
+    def _adopt(self, tree: Any, name: str) -> None:
+        self._keep.append(tree)
+        for container in _containers(tree):
+            self._owner[id(container)] = name
+
+    def _merge(self, base: Any, over: Any, base_name: str, over_name: str) -> Any:
+        """Deep merge of mappings; anything else in the overlay replaces the base."""
+        from strictyaml.ruamel.comments import CommentedMap
+
+        merged = CommentedMap()
+        owners: dict[str, str] = {}
+
+        def take(key: str, value: Any, source: Any) -> None:
+            merged[key] = value
+            owners[key] = self.file_of(source, key)
+            if source.lc.data is not None and key in source.lc.data:
+                merged.lc.add_kv_line_col(key, list(source.lc.data[key]))
+
+        for key, value in base.items():
+            if key in over:
+                other = over[key]
+                if isinstance(value, CommentedMap) and isinstance(other, CommentedMap):
+                    take(key, self._merge(value, other, base_name, over_name), base)
+                else:
+                    take(key, other, over)
+            else:
+                take(key, value, base)
+        for key, value in over.items():
+            if key not in base:
+                take(key, value, over)
+        merged.lc.line, merged.lc.col = base.lc.line, base.lc.col
+        self._keep.append(merged)
+        self._key_owner[id(merged)] = owners
+        return merged
+
+    def file_of(self, container: Any, key: str | int) -> str:
+        owners = self._key_owner.get(id(container))
+        if owners is not None and isinstance(key, str) and key in owners:
+            return owners[key]
+        return self._owner.get(id(container), self.main)
+
+    def get(self, path: YamlPath) -> Any:
+        node = self.root
+        for step in path:
+            node = node[step]
+        return node
+
+    def locate(self, path: YamlPath, *, key: bool = False) -> Location:
+        """Where the value at ``path`` (or its key, with ``key=True``) was written.
+
+        Falls back to the nearest written ancestor for paths that are not in the files.
+        """
+        parent = self.root
+        best = Location(self.main, 1, 1)
+        for index, step in enumerate(path):
+            last = index == len(path) - 1
+            try:
+                data = parent.lc.data
+                entry = data[step] if data is not None else None
+                child = parent[step]
+            except (KeyError, IndexError, TypeError, AttributeError):
+                return best
+            if entry is None:
+                return best
+            name = self.file_of(parent, step)
+            if isinstance(step, int) or (last and key):
+                line, column = entry[0], entry[1]
+            else:
+                line, column = entry[2], entry[3]
+            key_location = Location(name, entry[0] + 1, entry[1] + 1)
+            best = Location(name, line + 1, column + 1)
+            if last:
+                return best
+            # A nested mapping "starts" at its first key: report its key instead.
+            best = key_location
+            parent = child
+        return best
+
+
+def plain(node: Any) -> Any:
+    """A ruamel tree as plain dicts, lists and strings (for free-form settings)."""
+    from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
+
+    if isinstance(node, CommentedMap):
+        return {str(k): plain(v) for k, v in node.items()}
+    if isinstance(node, CommentedSeq):
+        return [plain(v) for v in node]
+    return str(node)
