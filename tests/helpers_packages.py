@@ -238,7 +238,9 @@ class StaticServer:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._server = _Server(self.directory)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property

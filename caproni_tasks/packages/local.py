@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -217,8 +217,12 @@ def _dict(value: Any) -> dict[Any, Any]:
 # --- streaming with verification -------------------------------------------------------
 
 
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def copy_verified(
-    source: BinaryIO,
+    source: Readable,
     dest: Path,
     instance_id: str,
     *,
