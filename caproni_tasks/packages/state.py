@@ -191,6 +191,10 @@ class Slot:
     # --- writers (called with the root lock held) ---------------------------------
 
     def write_pending(self, pending: Pending, subdir: str, package: str) -> None:
+        """Record a change about to start; paths of an earlier unfinished one stay owned."""
+        if self.pending is not None:
+            extra = [p for p in self.pending.paths if p not in set(pending.paths)]
+            pending = Pending(pending.txn, pending.instance_id, (*pending.paths, *extra))
         self.directory.mkdir(parents=True, exist_ok=True)
         data = {
             "format": FORMAT,
