@@ -36,8 +36,12 @@ def overlay_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}{OVERLAY_NAME_SUFFIX}{path.suffix}")
 
 
-def load_config(path: Path) -> LoadResult:
-    """Load ``path`` and, if it exists, its overlay merged on top."""
+def load_config(path: Path, *, cache: bool = True) -> LoadResult:
+    """Load ``path`` and, if it exists, its overlay merged on top.
+
+    A successful load is remembered by content hash (see `caproni_tasks.config.cache`);
+    ``cache=False`` always parses and validates.
+    """
     path = Path(path)
     name = str(path)
     result = LoadResult(None)
@@ -52,6 +56,7 @@ def load_config(path: Path) -> LoadResult:
         overlay_text,
         overlay_name=str(overlay) if overlay_text is not None else None,
         result=result,
+        cache=cache,
     )
 
 
@@ -62,21 +67,33 @@ def load_text(
     *,
     overlay_name: str | None = None,
     result: LoadResult | None = None,
+    cache: bool = False,
 ) -> LoadResult:
     """Load from texts already read (``path`` names the main file; nothing is read)."""
     from caproni_tasks.config.build import Builder
+    from caproni_tasks.config.cache import cache_key, read_cached, write_cached
     from caproni_tasks.config.strict import Checker
     from caproni_tasks.config.yamldoc import Document, parse_yaml
 
     result = result if result is not None else LoadResult(None)
     name = str(path)
     result.sources[name] = text
-    main, problems = parse_yaml(text, name)
-    result.diagnostics.extend(problems)
-    overlay = None
     if overlay_text is not None:
         overlay_name = overlay_name or str(overlay_path(Path(path)))
         result.sources[overlay_name] = overlay_text
+    key = None
+    if cache and not has_errors(result.diagnostics):
+        absolute = str(Path(path).absolute())
+        key = cache_key([name, absolute, text, overlay_name, overlay_text])
+        hit = read_cached(key)
+        if hit is not None:
+            result.config, found = hit
+            result.diagnostics.extend(found)
+            return result
+    main, problems = parse_yaml(text, name)
+    result.diagnostics.extend(problems)
+    overlay = None
+    if overlay_text is not None and overlay_name is not None:
         overlay, problems = parse_yaml(overlay_text, overlay_name)
         result.diagnostics.extend(problems)
     if main is None or has_errors(result.diagnostics):
@@ -92,12 +109,12 @@ def load_text(
     data = checker.check_root(ROOT)
     notices = _ignored_notice(doc, result)
     result.diagnostics.extend(checker.diagnostics)
-    absolute = Path(path).absolute()
+    main_path = Path(path).absolute()
     builder = Builder(
         doc,
         result.sources,
-        absolute,
-        overlay=absolute.parent / Path(overlay_name).name
+        main_path,
+        overlay=main_path.parent / Path(overlay_name).name
         if overlay is not None and overlay_name
         else None,
     )
@@ -109,6 +126,8 @@ def load_text(
     )
     if not has_errors(result.diagnostics):
         result.config = config
+        if key is not None:
+            write_cached(key, config, result.diagnostics)
     return result
 
 

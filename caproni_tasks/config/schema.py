@@ -78,6 +78,7 @@ READY = Struct(
             Pattern(description="Ready once an output line matches this regular expression.")
         ),
     },
+    exactly_one=True,
     description="Readiness check: exactly one of tcp, http, log.",
 )
 

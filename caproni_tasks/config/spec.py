@@ -263,6 +263,8 @@ class Struct(Node):
     """A mapping with known keys (others are errors)."""
 
     fields: Mapping[str, Field] = field(default_factory=dict)
+    #: Exactly one of the keys must be given (checked by the loader after parsing).
+    exactly_one: bool = False
     what: ClassVar[str] = "a mapping"
 
 

@@ -9,6 +9,7 @@ file, which line" for any path, so overlay mistakes point into the overlay.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,11 +197,33 @@ class Document:
 
 
 def plain(node: Any) -> Any:
-    """A ruamel tree as plain dicts, lists and strings (for free-form settings)."""
+    """A ruamel tree as plain data with YAML 1.2 core types (``true``, ``8080``, ``null``).
+
+    Used for free-form settings passed to other tools (mirrord's fs/network, third-party
+    kinds), where ``true`` must stay a boolean rather than strictyaml's text.
+    """
     from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
 
     if isinstance(node, CommentedMap):
         return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, CommentedSeq):
         return [plain(v) for v in node]
-    return str(node)
+    return _core_scalar(str(node))
+
+
+_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def _core_scalar(text: str) -> Any:
+    if text in ("true", "True", "TRUE"):
+        return True
+    if text in ("false", "False", "FALSE"):
+        return False
+    if text in ("", "~", "null", "Null", "NULL"):
+        return None
+    if _INT.fullmatch(text):
+        return int(text, 0) if text[:2] in ("0o", "0x") else int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text

@@ -1,0 +1,147 @@
+"""Validated configs cached as JSON, keyed by a hash of everything the result depends on.
+
+strictyaml parses in pure Python and copies its tree often: a 100-line file takes
+~20 ms, a 2,800-line one ~0.5 s (bench/bench_config.py). ``run``, ``status`` and
+``validate`` each load the file, so a successful load is remembered under the user cache
+directory. JSON, not pickle: a planted cache file can at worst describe a config,
+never run code, and anything that does not decode into the model exactly is ignored.
+The key covers the file texts, their names, the absolute path and this package's
+loader sources, so an edit or an upgrade never sees a stale entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from caproni_tasks.config import model
+from caproni_tasks.diagnostics import Diagnostic, Severity
+
+__all__ = ["cache_dir", "cache_key", "read_cached", "write_cached"]
+
+#: Entries kept; the least recently written beyond this are removed.
+MAX_ENTRIES = 64
+
+_MODEL_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in vars(model).values()
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == model.__name__
+}
+
+
+def cache_dir() -> Path:
+    from platformdirs import user_cache_path
+
+    return user_cache_path("caproni-tasks") / "config"
+
+
+@functools.cache
+def _fingerprint() -> str:
+    """A hash of the loader's own sources: a changed loader never reads old entries."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(parts: list[str | None]) -> str:
+    return hashlib.sha256(json.dumps([_fingerprint(), *parts]).encode()).hexdigest()
+
+
+def read_cached(key: str) -> tuple[model.CaproniConfig, list[Diagnostic]] | None:
+    try:
+        raw = json.loads((cache_dir() / f"{key}.json").read_text(encoding="utf-8"))
+        config = _decode(raw["config"])
+        diagnostics = [
+            Diagnostic(
+                str(d["file"]),
+                int(d["line"]),
+                int(d["column"]),
+                Severity(d["severity"]),
+                str(d["code"]),
+                str(d["message"]),
+            )
+            for d in raw["diagnostics"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not isinstance(config, model.CaproniConfig):
+        return None
+    return config, diagnostics
+
+
+def write_cached(key: str, config: model.CaproniConfig, diagnostics: list[Diagnostic]) -> None:
+    """Best effort: a cache that cannot be written is simply not used."""
+    directory = cache_dir()
+    payload = {
+        "config": _encode(config),
+        "diagnostics": [
+            {**dataclasses.asdict(d), "severity": d.severity.value} for d in diagnostics
+        ],
+    }
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(payload, out)
+        os.replace(temporary, directory / f"{key}.json")
+        _prune(directory)
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(temporary)
+
+
+def _prune(directory: Path) -> None:
+    entries = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in entries[MAX_ENTRIES:]:
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"$type": type(value).__name__, "fields": fields}
+    if isinstance(value, Path):
+        return {"$path": str(value)}
+    if isinstance(value, frozenset):
+        return {"$frozenset": sorted(_encode(v) for v in value)}
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v) for v in value]}
+    if isinstance(value, Mapping):
+        return {"$map": [[str(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"cannot cache a {type(value).__name__}")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        raise TypeError("unexpected JSON value")
+    if "$type" in value:
+        cls = _MODEL_TYPES[value["$type"]]
+        return cls(**{str(k): _decode(v) for k, v in value["fields"].items()})
+    if "$path" in value:
+        return Path(value["$path"])
+    if "$frozenset" in value:
+        return frozenset(_decode(v) for v in value["$frozenset"])
+    if "$tuple" in value:
+        return tuple(_decode(v) for v in value["$tuple"])
+    if "$map" in value:
+        return {str(k): _decode(v) for k, v in value["$map"]}
+    raise ValueError("unknown cached value")
