@@ -173,6 +173,9 @@ def symlink_entry(name: str, target: str) -> RawEntry:
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle plus the
+    # client's delayed ACK cost ~40 ms per kept-alive request (real servers set it).
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
