@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from helpers_packages import StaticServer  # noqa: E402
+from helpers_packages import StaticServer
 
-from caproni_tasks.packages.format import build_package, instance_id_of_file  # noqa: E402
-from caproni_tasks.packages.http import HttpRepository  # noqa: E402
-from caproni_tasks.packages.local import LocalRepository  # noqa: E402
+from caproni_tasks.packages.format import build_package, instance_id_of_file
+from caproni_tasks.packages.http import HttpRepository
+from caproni_tasks.packages.local import LocalRepository
 
 
 def best(runs: int, fn: Callable[[], object]) -> float:
