@@ -194,11 +194,18 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         with self.server.lock:
             self.server.requests.append(path)
             self.server.raw_paths.append(self.path)
+            self.server.headers.append(dict(self.headers.items()))
             status = self.server.fail_with.get(path)
         if status is not None:
             self.send_error(status)
             return None
         return super().send_head()
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        if self.server.drop_idle:
+            # Close without saying so, as a server whose keep-alive timeout expired.
+            self.close_connection = True
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
         limit = self.server.truncate.get(self._path())
@@ -222,6 +229,8 @@ class _Server(http.server.ThreadingHTTPServer):
         self.connections = 0
         self.fail_with: dict[str, int] = {}
         self.truncate: dict[str, int] = {}
+        self.headers: list[dict[str, str]] = []
+        self.drop_idle = False
         root = str(directory)
 
         def handler(*args: Any, **kwargs: Any) -> _Handler:
@@ -235,7 +244,9 @@ class StaticServer:
 
     Records every request path (``requests``, decoded; ``raw_paths`` as sent) and the
     number of TCP connections. ``fail_with[path] = 503`` answers that status;
-    ``truncate[path] = n`` sends the full Content-Length but only ``n`` body bytes.
+    ``truncate[path] = n`` sends the full Content-Length but only ``n`` body bytes;
+    ``drop_idle = True`` closes each connection after one response without warning.
+    ``headers`` holds the request headers, in order.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -269,6 +280,19 @@ class StaticServer:
     def connections(self) -> int:
         with self._server.lock:
             return self._server.connections
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        with self._server.lock:
+            return list(self._server.headers)
+
+    @property
+    def drop_idle(self) -> bool:
+        return self._server.drop_idle
+
+    @drop_idle.setter
+    def drop_idle(self, value: bool) -> None:
+        self._server.drop_idle = value
 
     @property
     def fail_with(self) -> dict[str, int]:

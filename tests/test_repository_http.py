@@ -216,3 +216,27 @@ def test_redirects_are_followed(repo_dir: Path, tmp_path: Path) -> None:
         finally:
             front.shutdown()
             front.server_close()
+
+
+def test_kept_alive_connection_closed_by_server_is_reopened(
+    repo_dir: Path, server: StaticServer
+) -> None:
+    names = [f"p/{n}" for n in range(3)]
+    for name in names:
+        publish(repo_dir, name, {"v": name}, refs=["latest"])
+    server.drop_idle = True
+    repo = HttpRepository(server.url, retries=0)  # no retries: the reconnect must do it
+    for name in names:
+        assert repo.resolve_version(name, "latest")
+    assert server.connections == 3
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(
+    repo_dir: Path, server: StaticServer
+) -> None:
+    publish(repo_dir, "a/b", {"v": "1"}, refs=["latest"])
+    url = server.url.replace("http://", "http://me:s%40cret@")
+    repo = HttpRepository(url)
+    assert "cret" not in repo.url
+    repo.resolve_version("a/b", "latest")
+    assert server.headers[-1]["Authorization"] == "Basic bWU6c0BjcmV0"  # me:s@cret
