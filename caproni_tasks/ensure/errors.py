@@ -15,6 +15,7 @@ __all__ = [
     "EnsureFileError",
     "EnsureParseError",
     "MultiError",
+    "PlatformError",
     "ResolveError",
     "ValidationError",
     "combine_errors",
@@ -64,22 +65,32 @@ class ResolveError(EnsureFileError):
     ``code`` names the kind of problem for diagnostics (``bad-package-name``, …);
     ``line`` is 0 when the problem is not tied to one line. ``subject`` is the raw
     text the problem is about (a template, version or subdir) so a linter can find
-    its column.
+    its column; ``offset`` is where in that text the problem starts.
     """
 
     def __init__(
-        self, message: str, *, code: str, line: int = 0, subject: str | None = None
+        self,
+        message: str,
+        *,
+        code: str,
+        line: int = 0,
+        subject: str | None = None,
+        offset: int = 0,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.line = line
         self.subject = subject
+        self.offset = offset
 
-    def prefixed(self, prefix: str) -> ResolveError:
-        """The same error with ``prefix`` in front of its message."""
-        return ResolveError(
-            prefix + self.message, code=self.code, line=self.line, subject=self.subject
-        )
+
+class PlatformError(EnsureFileError):
+    """An error met while resolving for one ``$VerifiedPlatform``."""
+
+    def __init__(self, platform: tuple[str, str], error: EnsureFileError) -> None:
+        self.platform = platform
+        self.error = error
+        super().__init__(f"when resolving {platform[0]}-{platform[1]}: {error}")
 
 
 class MultiError(EnsureFileError):

@@ -28,9 +28,11 @@ __all__ = [
     "go_path_clean",
     "instance_id_from_sha256",
     "is_instance_id",
+    "service_url_problem",
     "validate_instance_id",
     "validate_package_name",
     "validate_ref",
+    "validate_service_url",
     "validate_subdir",
     "validate_tag",
     "validate_version",
@@ -77,6 +79,7 @@ class Pin:
 
 _PACKAGE_NAME_RE = re.compile(r"([a-z0-9_\-.]+/)*[a-z0-9_\-.]+")
 _PACKAGE_NAME_PATTERN_SHOWN = r"[a-z0-9_\-\.]+"
+_DOTS_ONLY_RE = re.compile(r"(?:^|/)\.+(?:/|$)")
 
 
 def validate_package_name(name: str) -> None:
@@ -86,7 +89,7 @@ def validate_package_name(name: str) -> None:
             f"invalid package name {go_quote(name)}: must be a slash-separated path where "
             f'each component matches "{_PACKAGE_NAME_PATTERN_SHOWN}"'
         )
-    if any(not component.strip(".") for component in name.split("/")):
+    if _DOTS_ONLY_RE.search(name):
         raise InvalidPackageName(
             f"invalid package name {go_quote(name)}: dots-only path components are forbidden"
         )
@@ -165,6 +168,22 @@ _TAG_VALUE_RE = re.compile(r"[A-Za-z0-9$()*+,\-./:;<=>@\\_{}~ ]+")
 _MAX_TAG_BYTES = 400
 
 
+def _is_ref(ref: str) -> bool:
+    return _REF_RE.fullmatch(ref) is not None and not is_instance_id(ref)
+
+
+def _is_tag(tag: str) -> bool:
+    key, sep, value = tag.partition(":")
+    return (
+        bool(sep)
+        and _TAG_KEY_RE.fullmatch(key) is not None
+        and _TAG_VALUE_RE.fullmatch(value) is not None
+        and value[0] != " "
+        and value[-1] != " "
+        and len(tag.encode("utf-8", "surrogatepass")) <= _MAX_TAG_BYTES
+    )
+
+
 def validate_ref(ref: str) -> None:
     """A ref such as ``latest``: lowercase path-ish text that is not an instance ID."""
     if is_instance_id(ref):
@@ -198,17 +217,11 @@ def version_kind(version: str) -> VersionKind | None:
     """What ``version`` is (tested as instance ID, ref, then tag), or None if invalid."""
     if is_instance_id(version):
         return "instance_id"
-    try:
-        validate_ref(version)
-    except InvalidRef:
-        pass
-    else:
+    if _REF_RE.fullmatch(version) is not None:
         return "ref"
-    try:
-        validate_tag(version)
-    except InvalidTag:
-        return None
-    return "tag"
+    if _is_tag(version):
+        return "tag"
+    return None
 
 
 def validate_version(version: str) -> None:
@@ -261,3 +274,46 @@ def validate_subdir(subdir: str) -> None:
         raise InvalidSubdir(f"bad subdir {quoted}: contains disallowed dot-path prefix")
     if subdir.startswith("/"):
         raise InvalidSubdir(f"bad subdir {quoted}: absolute paths are not allowed")
+
+
+# --- service URLs --------------------------------------------------------------------
+
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})(.{0,2})", re.DOTALL)
+_PORT_RE = re.compile(r"[0-9]*")
+_HOST_BAD_CHAR_RE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=%\[\]:]")
+
+
+def service_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a URL with a scheme (in the words of Go's ``url.Parse``)."""
+    prefix = f"parse {go_quote(url)}: "
+    if _CONTROL_RE.search(url):
+        return prefix + "net/url: invalid control character in URL"
+    scheme = _SCHEME_RE.match(url)
+    if scheme is None:
+        return prefix + "missing protocol scheme"
+    bad_escape = _BAD_ESCAPE_RE.search(url)
+    if bad_escape is not None:
+        return prefix + f"invalid URL escape {go_quote('%' + bad_escape.group(1))}"
+    rest = url[scheme.end() :]
+    if rest.startswith("//"):
+        authority = rest[2:]
+        for stop in "/?#":
+            authority = authority.split(stop, 1)[0]
+        host = authority.rsplit("@", 1)[-1]
+        if not host.startswith("["):
+            host, colon, port = host.partition(":")
+            if colon and not _PORT_RE.fullmatch(port):
+                return prefix + f"invalid port {go_quote(':' + port)} after host"
+        bad_char = _HOST_BAD_CHAR_RE.search(host)
+        if bad_char is not None:
+            return prefix + f"invalid character {go_quote(bad_char.group(0))} in host name"
+    return None
+
+
+def validate_service_url(url: str) -> None:
+    """A URL with a scheme, such as ``https://chrome-infra-packages.appspot.com``."""
+    problem = service_url_problem(url)
+    if problem is not None:
+        raise ValidationError(problem)
