@@ -142,6 +142,25 @@ def test_build_refuses_escaping_links_and_reserved_names(
     assert not list(tmp_path.glob(".out.cipd.*"))
 
 
+def test_build_refuses_names_that_are_not_utf8(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / os.fsdecode(b"bad\xff")).write_text("x")
+    with pytest.raises(PackageFormatError, match="not valid UTF-8"):
+        build_package(src, "test/pkg", tmp_path / "o.cipd")
+
+
+def test_build_reports_unreadable_files(tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src", {"secret": "x"})
+    (src / "secret").chmod(0)
+    if os.access(src / "secret", os.R_OK):
+        pytest.skip("running as a user who can read anything")
+    with pytest.raises(PackageFormatError, match="secret") as caught:
+        build_package(src, "test/pkg", tmp_path / "o.cipd")
+    assert caught.value.error_code == "io_error"
+    assert not (tmp_path / "o.cipd").exists()
+
+
 def test_build_refuses_missing_source(tmp_path: Path) -> None:
     with pytest.raises(PackageFormatError, match="not a directory") as caught:
         build_package(tmp_path / "nope", "test/pkg", tmp_path / "o.cipd")

@@ -254,7 +254,7 @@ def build_package(
     except OSError as error:
         tmp.unlink(missing_ok=True)
         raise PackageFormatError(
-            f"cannot write package file {out}: {error}", error_code="io_error"
+            f"cannot build package file {out}: {error}", error_code="io_error"
         ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -293,12 +293,22 @@ def _scan(src: Path, exclude: Path) -> list[_SourceFile]:
                     f"package source {src}: {rel!r} is neither a regular file, "
                     "a directory nor a symlink"
                 )
-            problem = entry_name_problem(rel)
+            problem = entry_name_problem(rel) or _utf8_problem(rel)
+            if problem is None and stat.S_ISLNK(mode):
+                problem = _utf8_problem(os.readlink(path), "symlink target")
             if problem is not None:
                 raise PackageFormatError(f"package source {src}: file {rel!r}: {problem}")
             found.append(_SourceFile(rel, path, mode))
     found.sort(key=lambda f: f.name.encode("utf-8", "surrogateescape"))
     return found
+
+
+def _utf8_problem(text: str, what: str = "name") -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"the {what} is not valid UTF-8 (zip entries need UTF-8)"
+    return None
 
 
 def _zip_info(name: str, mode: int) -> zipfile.ZipInfo:
@@ -539,7 +549,9 @@ def _link_problem(name: str, target: str, links: dict[str, str | None]) -> str |
         return "empty target"
     if "\x00" in target or "\\" in target:
         return "target contains a NUL or a backslash"
-    if target.startswith("/") or (len(target) >= 2 and target[1] == ":"):
+    if target.startswith("/") or (
+        len(target) >= 2 and target[1] == ":" and target[0].isascii() and target[0].isalpha()
+    ):
         return "absolute target (links must be relative and stay inside the package)"
     # Walk the target component by component, following the package's own links,
     # so "a -> b/.." with "b -> .." cannot sneak out of the root.
