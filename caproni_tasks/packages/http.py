@@ -219,6 +219,8 @@ class HttpRepository:
                 if not location:
                     raise BackendUnavailableError(f"{url}: HTTP {status} without a Location")
                 url = urljoin(url, location)
+                if urlsplit(url).scheme.lower() not in ("http", "https"):
+                    raise BackendUnavailableError(f"redirected to a non-HTTP URL: {url}")
                 continue
             if status == 200:
                 return response, key
