@@ -249,9 +249,17 @@ class StaticServer:
     ``headers`` holds the request headers, in order.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls: tuple[Path, Path] | None = None) -> None:
         self.directory = Path(directory)
         self._server = _Server(self.directory)
+        self.scheme = "http"
+        if tls is not None:  # (certificate, key) PEM files
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -260,7 +268,7 @@ class StaticServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
     @property
     def port(self) -> int:
@@ -326,6 +334,22 @@ class StaticServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 made with the openssl command (1 day)."""
+    import subprocess
+
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
 
 
 def free_port() -> int:

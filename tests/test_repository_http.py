@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers_packages import StaticServer, free_port, publish
+from helpers_packages import StaticServer, free_port, publish, self_signed_certificate
 
 from caproni_tasks.packages.format import instance_id_of_file
 from caproni_tasks.packages.http import HttpRepository
@@ -240,3 +241,23 @@ def test_credentials_in_the_url_are_sent_as_basic_auth(
     assert "cret" not in repo.url
     repo.resolve_version("a/b", "latest")
     assert server.headers[-1]["Authorization"] == "Basic bWU6c0BjcmV0"  # me:s@cret
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_https_with_a_trusted_certificate(
+    repo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iid = publish(repo_dir, "a/b", {"v": "1"}, refs=["latest"])
+    cert, key = self_signed_certificate(tmp_path)
+    with StaticServer(repo_dir, tls=(cert, key)) as server:
+        assert server.url.startswith("https://")
+        # Untrusted: a clear backend error, no download.
+        untrusted = HttpRepository(server.url, retries=0)
+        with pytest.raises(BackendUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusted.resolve_version("a/b", "latest")
+        # Trusted through the standard SSL_CERT_FILE variable.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        repo = HttpRepository(server.url)
+        assert repo.resolve_version("a/b", "latest") == iid
+        repo.fetch_instance("a/b", iid, tmp_path / "x")
+        assert instance_id_of_file(tmp_path / "x") == iid
