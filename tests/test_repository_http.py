@@ -252,9 +252,10 @@ def test_https_with_a_trusted_certificate(
     with StaticServer(repo_dir, tls=(cert, key)) as server:
         assert server.url.startswith("https://")
         # Untrusted: a clear backend error, no download.
-        untrusted = HttpRepository(server.url, retries=0)
+        untrusted = HttpRepository(server.url)
         with pytest.raises(BackendUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
             untrusted.resolve_version("a/b", "latest")
+        assert server.requests == []  # and not retried: the handshake failed once
         # Trusted through the standard SSL_CERT_FILE variable.
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         repo = HttpRepository(server.url)

@@ -255,7 +255,10 @@ class HttpRepository:
                 # A kept-alive connection the server closed meanwhile: try a fresh one.
                 if reused and first_try and _is_stale(error):
                     continue
-                raise _Retryable(f"cannot reach {url}: {_describe(error)}") from None
+                message = f"cannot reach {url}: {_describe(error)}"
+                if _is_certificate_error(error):  # retrying cannot help
+                    raise BackendUnavailableError(message) from None
+                raise _Retryable(message) from None
         raise AssertionError("unreachable")
 
     def _route(self, key: _Key) -> tuple[_Route, bool]:
@@ -391,6 +394,12 @@ def _is_stale(error: BaseException) -> bool:
         | BrokenPipeError
         | ConnectionAbortedError,
     )
+
+
+def _is_certificate_error(error: BaseException) -> bool:
+    import ssl
+
+    return isinstance(error, ssl.SSLCertVerificationError)
 
 
 def _describe(error: BaseException) -> str:
