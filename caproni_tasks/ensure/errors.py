@@ -44,12 +44,20 @@ class EnsureParseError(EnsureFileError):
     """
 
     def __init__(
-        self, line: int, message: str, *, column: int = 1, filename: str | None = None
+        self,
+        line: int,
+        message: str,
+        *,
+        column: int = 1,
+        filename: str | None = None,
+        code: str = "ensure-parse",
     ) -> None:
         super().__init__(message)
         self.line = line
         self.column = column
         self.filename = filename
+        #: The kind of problem, for diagnostics (``unknown-setting``, ``bad-subdir``, …).
+        self.code = code
 
     def __str__(self) -> str:
         return f"failed to parse desired state (line {self.line}): {self.message}"

@@ -84,9 +84,12 @@ def _value(children: list[Token]) -> tuple[str, int]:
     return stripped, (token.column or 1) + len(token) - len(stripped)
 
 
-def _fail(token: Token, message: str, column: int | None = None) -> EnsureParseError:
+def _fail(token: Token, code: str, message: str, column: int | None = None) -> EnsureParseError:
     return EnsureParseError(
-        (token.line or 2) - 1, message, column=column if column is not None else token.column or 1
+        (token.line or 2) - 1,
+        message,
+        column=column if column is not None else token.column or 1,
+        code=code,
     )
 
 
@@ -110,11 +113,14 @@ class _Statements:
         file = self.builder.file
         value, column = _value(children)
         if file.service_url:
-            raise _fail(children[0], "$ServiceURL may only be set once per file")
+            raise _fail(
+                children[0], "duplicate-setting", "$ServiceURL may only be set once per file"
+            )
         problem = service_url_problem(value)
         if problem is not None:
             raise _fail(
                 children[0],
+                "bad-service-url",
                 f"expecting '$ServiceURL <url>' but url is invalid: {problem}",
                 column,
             )
@@ -128,6 +134,7 @@ class _Statements:
             if entry.count("-") != 1:
                 raise _fail(
                     children[0],
+                    "bad-platform",
                     f"invalid platform entry #{index}: platform must be <os>-<arch>, "
                     f"got {go_quote(entry)}",
                     column + found.start(),
@@ -140,6 +147,7 @@ class _Statements:
         if value not in PARANOID_MODES:
             raise _fail(
                 children[0],
+                "bad-paranoid-mode",
                 f"bad $ParanoidMode: unrecognized paranoid mode {go_quote(value)}",
                 column,
             )
@@ -151,16 +159,18 @@ class _Statements:
     def override_install_mode(self, children: list[Token]) -> None:
         value, column = _value(children)
         if value not in _INSTALL_MODES:
-            raise _fail(children[0], f"invalid install mode {go_quote(value)}", column)
+            raise _fail(
+                children[0], "bad-install-mode", f"invalid install mode {go_quote(value)}", column
+            )
         if value != "copy":
-            raise _fail(children[0], "only copy mode is allowed", column)
+            raise _fail(children[0], "bad-install-mode", "only copy mode is allowed", column)
         self.builder.file.override_install_mode = value
 
     def unknown_setting(self, children: list[Token]) -> None:
         head = children[0]
         handler = _SETTING_HANDLERS.get(_key(head))
         if handler is None:
-            raise _fail(head, f"unknown $setting: {go_quote(str(head))}")
+            raise _fail(head, "unknown-setting", f"unknown $setting: {go_quote(str(head))}")
         handler(self, children)
 
     # --- directives ---
@@ -168,17 +178,19 @@ class _Statements:
     def subdir(self, children: list[Token]) -> None:
         head = children[0]
         if _key(head) != "@subdir":
-            raise _fail(head, f"unknown @directive: {go_quote(str(head))}")
+            raise _fail(head, "unknown-directive", f"unknown @directive: {go_quote(str(head))}")
         value, column = _value(children)
         builder = self.builder
         try:
             expanded = expand_template(value, builder.host_args, validate=True)
         except TemplateError as err:
-            raise _fail(head, f"bad subdir {go_quote(value)}: {err}", column + err.offset) from None
+            raise _fail(
+                head, "bad-subdir", f"bad subdir {go_quote(value)}: {err}", column + err.offset
+            ) from None
         try:
             validate_subdir(expanded)
         except ValidationError as err:
-            raise _fail(head, str(err), column) from None
+            raise _fail(head, "bad-subdir", str(err), column) from None
         builder.subdir = value
         builder.subdir_list = None
         builder.file.subdir_lines.setdefault(value, (head.line or 2) - 1)
@@ -188,7 +200,7 @@ class _Statements:
         if _key(head) == "@subdir":
             self.subdir(children)
             return
-        raise _fail(head, f"unknown @directive: {go_quote(str(head))}")
+        raise _fail(head, "unknown-directive", f"unknown @directive: {go_quote(str(head))}")
 
     # --- package lines ---
 
@@ -203,7 +215,7 @@ class _Statements:
         target.append(PackageDef(str(head), str(version), (head.line or 2) - 1))
 
     def misplaced_setting(self, children: list[Token]) -> None:
-        raise _fail(children[0], "$setting found after non-$setting statements")
+        raise _fail(children[0], "setting-order", "$setting found after non-$setting statements")
 
     def start(self, children: list[Any]) -> None:
         return None
@@ -215,7 +227,9 @@ def _checked_keyword(method_name: str) -> Any:
     def callback(self: _Statements, children: list[Token]) -> None:
         handler = _SETTING_HANDLERS.get(_key(children[0]))
         if handler is None:
-            raise _fail(children[0], f"unknown $setting: {go_quote(str(children[0]))}")
+            raise _fail(
+                children[0], "unknown-setting", f"unknown $setting: {go_quote(str(children[0]))}"
+            )
         handler(self, children)
 
     callback.__name__ = method_name

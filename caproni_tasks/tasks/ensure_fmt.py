@@ -1,1 +1,126 @@
-"""Tasks of this area (being written)."""
+"""``invoke ensure.fmt``: rewrite ensure files in the canonical form of the cipd client."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from caproni_tasks.tasks._common import fail, listed, print_diagnostics, setting_path
+
+
+@task(
+    iterable=["file"],
+    help={
+        "file": "Ensure file to format (repeatable; files may also follow a '--'). "
+        "Default: the configured ensure file (caproni.ensure_file, 'tools.ensure').",
+        "check": "Change nothing: print a unified diff per file that is not canonical "
+        "and exit 1 if any is not.",
+    },
+)
+def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
+    """Rewrite ensure files in canonical form. Comments are dropped, as cipd does.
+
+    The canonical form orders settings, platforms, subdirs and packages and aligns
+    versions. Files are replaced atomically and keep their permissions. Usage:
+    ``invoke ensure.fmt [--check] [--file F ...] [-- F ...]``.
+    """
+    import shlex
+
+    from caproni_tasks.diagnostics import Diagnostic
+    from caproni_tasks.ensure import EnsureParseError, parse
+
+    names = listed(file) + shlex.split(getattr(c, "remainder", "") or "")
+    paths = [Path(name) for name in names] or [setting_path(c, "ensure_file")]
+    diagnostics: list[Diagnostic] = []
+    sources: dict[str, str] = {}
+    not_canonical: list[str] = []
+    for path in paths:
+        shown = _shown(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            diagnostics.append(Diagnostic.error(shown, 0, 0, "file-not-found", "no such file"))
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            diagnostics.append(
+                Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {exc}")
+            )
+            continue
+        sources[shown] = text
+        try:
+            canonical = parse(text, filename=shown).serialize()
+        except EnsureParseError as err:
+            diagnostics.append(Diagnostic.error(shown, err.line, err.column, err.code, err.message))
+            continue
+        if canonical == text:
+            continue
+        not_canonical.append(shown)
+        if check:
+            sys.stdout.write(_unified_diff(shown, text, canonical))
+        else:
+            try:
+                _replace_atomically(path, canonical)
+            except OSError as exc:
+                fail(f"{shown}: cannot write the file: {exc}")
+            print(f"reformatted {shown}")
+    sys.stdout.flush()
+    if diagnostics:
+        print_diagnostics(diagnostics, "text", sources)
+    if check and not_canonical:
+        fail(
+            f"{len(not_canonical)} ensure file(s) not in canonical form; "
+            "run 'invoke ensure.fmt' to rewrite them"
+        )
+    if diagnostics:
+        fail(f"{len(diagnostics)} ensure file(s) could not be formatted")
+
+
+def _shown(path: Path) -> str:
+    """The path as the user would type it: relative to the working directory if inside."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines with their "\\n" (only "\\n" ends a line in an ensure file)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _unified_diff(name: str, before: str, after: str) -> str:
+    import difflib
+
+    out: list[str] = []
+    for line in difflib.unified_diff(
+        _split_lines(before), _split_lines(after), f"{name} (current)", f"{name} (canonical)"
+    ):
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside the target, then rename it over it."""
+    import os
+    import tempfile
+
+    target = path.resolve()
+    mode = target.stat().st_mode & 0o7777
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_name, mode)
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise

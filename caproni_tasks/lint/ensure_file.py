@@ -1,0 +1,101 @@
+"""Lint an ensure file: every parse, template, name, version, subdir and duplicate problem.
+
+No repository is needed: templates are resolved for the host and every
+``$VerifiedPlatform`` with the checks of a real resolve but without lookups. A
+problem several platforms share is reported once, naming the platforms when not
+all of them hit it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from caproni_tasks.diagnostics import Diagnostic
+
+__all__ = ["MAX_PARSE_ERRORS", "lint_ensure_file"]
+
+#: Parse errors reported per file before giving up (each one needs a re-parse).
+MAX_PARSE_ERRORS = 50
+
+
+def _columns(lines: list[str], line: int) -> tuple[int, int]:
+    """(HEAD column, REST column) of a 1-based line; 1 when unknown."""
+    if not 0 < line <= len(lines):
+        return 1, 1
+    head_col, _, rest_col, _ = _split(lines[line - 1])
+    return head_col or 1, rest_col or head_col or 1
+
+
+def _split(line: str) -> tuple[int, str, int, str]:
+    from caproni_tasks.ensure import split_statement
+
+    return split_statement(line.removesuffix("\r"))
+
+
+def _parse_all(path: Path, text: str, diagnostics: list[Diagnostic]) -> object | None:
+    """Parse, and after each parse error neutralise that line and parse again.
+
+    A bad ``@Subdir`` line becomes a unique valid subdir, so the lines under it are
+    still checked without landing in another subdir; any other bad line is blanked.
+    """
+    from caproni_tasks.ensure import EnsureParseError, parse
+
+    lines = text.split("\n")
+    for _ in range(MAX_PARSE_ERRORS):
+        try:
+            return parse("\n".join(lines), filename=str(path))
+        except EnsureParseError as err:
+            diagnostics.append(Diagnostic.error(path, err.line, err.column, err.code, err.message))
+            index = err.line - 1
+            if not 0 <= index < len(lines):
+                return None
+            _, head, _, _ = _split(lines[index])
+            if err.code == "bad-subdir" or head.lower() == "@subdir":
+                lines[index] = f"@Subdir caproni-lint-invalid-subdir-{err.line}"
+            else:
+                lines[index] = ""
+    return None
+
+
+def lint_ensure_file(path: Path, text: str) -> list[Diagnostic]:
+    """Every problem of the ensure file at ``path`` (whose content is ``text``)."""
+    from caproni_tasks.ensure import (
+        EnsureFile,
+        collect_problems,
+        host_template_args,
+        platform_template_args,
+    )
+
+    diagnostics: list[Diagnostic] = []
+    parsed = _parse_all(path, text, diagnostics)
+    if not isinstance(parsed, EnsureFile):
+        return diagnostics
+
+    host = host_template_args()
+    platforms = list(dict.fromkeys([(host["os"], host["arch"]), *parsed.verified_platforms]))
+    source_lines = text.split("\n")
+    # (line, code, message) -> (column, platforms that hit it), in first-seen order.
+    found: dict[tuple[int, str, str], tuple[int, list[str]]] = {}
+    for os_name, arch in platforms:
+        for problem in collect_problems(parsed, platform_template_args(os_name, arch)):
+            key = (problem.line, problem.code, problem.message)
+            if key not in found:
+                found[key] = (_problem_column(problem, source_lines), [])
+            found[key][1].append(f"{os_name}-{arch}")
+    for (line, code, message), (column, hit) in found.items():
+        if len(hit) < len(platforms):
+            message = f"{message} (when resolving for {', '.join(hit)})"
+        diagnostics.append(Diagnostic.error(path, line, column, code, message))
+    diagnostics.sort(key=lambda d: (d.line, d.column))
+    return diagnostics
+
+
+def _problem_column(problem: object, source_lines: list[str]) -> int:
+    from caproni_tasks.ensure import ResolveError
+
+    if not isinstance(problem, ResolveError) or problem.line <= 0:
+        return 0
+    head_col, rest_col = _columns(source_lines, problem.line)
+    if problem.code in ("bad-version", "resolve-failed", "bad-subdir"):
+        return rest_col + (problem.offset if problem.code == "bad-subdir" else 0)
+    return head_col + problem.offset
