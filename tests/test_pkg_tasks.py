@@ -282,3 +282,15 @@ def test_subprocess_with_configured_service_url(
     bad = invoke("pkg.set-tag", "tools/hello", "--version", "latest", "--tag", "no_colon")
     assert bad.returncode == 1
     assert bad.stderr.strip() == 'error: "no_colon" doesn\'t look like a tag (a key:value pair)'
+
+
+def test_list_packages_of_a_local_repository(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, src: Path
+) -> None:
+    repo = str(tmp_path / "repo")
+    for name in ("z/last", "a/first", "a/first/nested"):
+        assert run(capsys, "pkg.create", "--in", str(src), "--name", name, "--repo", repo)[0] == 0
+    code, out, _ = run(capsys, "pkg.list", "--repo", repo)
+    assert code == 0 and out.splitlines() == ["a/first", "a/first/nested", "z/last"]
+    code, _, err = run(capsys, "pkg.list", "--repo", "http://127.0.0.1:9/")
+    assert code == 1 and "only local directory repositories" in err

@@ -356,6 +356,22 @@ def describe(
                 print(f"  {tag_name.ljust(width)}  {', '.join(owners)}{marker}")
 
 
+@task(name="list", help={"repo": _REPO_HELP})
+def list_(c: Context, repo: str = "") -> None:
+    """List the packages of a local directory repository."""
+    from caproni_tasks.packages.local import LocalRepository
+
+    with _polite_errors():
+        repository = _open(c, repo)
+        if not isinstance(repository, LocalRepository):
+            fail(
+                f"error: cannot list {repository.url}: only local directory repositories "
+                "can be listed (try pkg.describe PACKAGE)"
+            )
+        for name in repository.packages():
+            print(name)
+
+
 def _instance_line(info: InstanceInfo) -> str:
     extras = []
     if info.refs:
