@@ -125,7 +125,7 @@ class Builder:
         reloaders = self._resolve_dependencies(reloaders, raw_reloaders)
         return CaproniConfig(
             path=self.path,
-            version=int(data.get("version", 2)),
+            version=version if isinstance(version := data.get("version"), int) else 2,
             variables=self.variables,
             repositories=repositories,
             reloaders=reloaders,

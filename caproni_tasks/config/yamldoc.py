@@ -43,7 +43,7 @@ def parse_yaml(text: str, name: str) -> tuple[ParsedFile | None, list[Diagnostic
     except MarkedYAMLError as exc:
         return None, [_syntax_diagnostic(exc, name)]
     root = loaded.as_marked_up()
-    if isinstance(root, str) and not root.strip():
+    if isinstance(root, str) and _only_comments(text):
         return ParsedFile(name, None), []
     if not isinstance(root, CommentedMap):
         found = "a list" if isinstance(root, list) else "text"
@@ -53,6 +53,15 @@ def parse_yaml(text: str, name: str) -> tuple[ParsedFile | None, list[Diagnostic
             )
         ]
     return ParsedFile(name, root), []
+
+
+def _only_comments(text: str) -> bool:
+    """True for a document with no content (strictyaml then hands back the raw text)."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and stripped not in ("---", "..."):
+            return False
+    return True
 
 
 def _syntax_diagnostic(exc: Any, name: str) -> Diagnostic:

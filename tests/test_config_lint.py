@@ -1,0 +1,61 @@
+"""`invoke lint` on caproni.yaml: config diagnostics through the lint entry point."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+from pathlib import Path
+
+from invoke import Program
+
+import caproni_tasks
+from caproni_tasks.diagnostics import Severity
+from caproni_tasks.lint.config_file import lint_config_file
+
+MAIN = (
+    "version: 2\nreloaders:\n  svc:\n    type: process\n"
+    "    process:\n      processes:\n        web: {command: run}\n"
+)
+
+
+def test_lint_config_file_reports_load_diagnostics(tmp_path: Path) -> None:
+    path = tmp_path / "caproni.yaml"
+    path.write_text("version: 2\ncluster: {}\nreloaders:\n  web:\n    type: process\n")
+    found = lint_config_file(path)
+    assert [(d.line, d.severity, d.code) for d in found] == [
+        (2, Severity.NOTICE, "ignored-section"),
+        (5, Severity.ERROR, "missing-section"),
+    ]
+
+
+def test_linting_the_overlay_checks_it_on_top_of_its_main_file(tmp_path: Path) -> None:
+    (tmp_path / "caproni.yaml").write_text(MAIN)
+    overlay = tmp_path / "caproni.local.yaml"
+    overlay.write_text("reloaders:\n  svc:\n    edit_mode: perhaps\n")
+    (error,) = lint_config_file(overlay)
+    assert (error.file, error.line, error.code) == (str(overlay), 3, "invalid-value")
+
+
+def test_an_overlay_alone_is_checked_as_a_config(tmp_path: Path) -> None:
+    overlay = tmp_path / "caproni.local.yaml"
+    overlay.write_text("reloaders: {}\n")
+    (error,) = lint_config_file(overlay)
+    assert error.code == "missing-key"
+
+
+def test_invoke_lint_dispatches_yaml_files(tmp_path: Path) -> None:
+    path = tmp_path / "caproni.yaml"
+    path.write_text(MAIN.replace("web: {command: run}", "web:\n          command: run ${NOPE}"))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        try:
+            Program(namespace=caproni_tasks.namespace(), version="test").run(
+                ["invoke", "lint", "--file", str(path)], exit=False
+            )
+        except SystemExit as exc:
+            assert exc.code == 1
+        else:
+            raise AssertionError("lint did not fail")
+    text = out.getvalue()
+    assert f"{path}:8:24: error: unknown variable 'NOPE'" in text
+    assert "    " + "          command: run ${NOPE}\n" + " " * 27 + "^" in text
