@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from caproni_tasks.config.model import ProcessSpec
 from caproni_tasks.reloader.backoff import BackoffPolicy
 from caproni_tasks.reloader.output import Output
@@ -99,7 +101,12 @@ class CapturedOutput(Output):
         return out
 
     def count(self, name: str, needle: str) -> int:
+        """Lines of ``name`` containing ``needle`` (supervisor messages included)."""
         return sum(1 for line in self.lines_of(name) if needle in line)
+
+    def exact(self, name: str, line: str) -> int:
+        """Lines of ``name``'s own output equal to ``line``."""
+        return sum(1 for text in self.lines_of(name) if text == line)
 
 
 def fast_options(**overrides: Any) -> SupervisorOptions:
@@ -124,6 +131,7 @@ async def supervising(
     output = CapturedOutput()
     sup = supervisor or Supervisor(output=output, options=fast_options(**options))
     task = asyncio.create_task(sup.supervise(reloader, specs))
+    await asyncio.sleep(0)  # let supervise register the processes
     try:
         yield sup, sup.output, task
     finally:
@@ -150,3 +158,9 @@ def tree_pids(root: int) -> Iterator[int]:
 
 
 Waiter = Callable[[], Awaitable[Any]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio through anyio's pytest plugin (``pytest.mark.anyio``)."""
+    return "asyncio"

@@ -276,69 +276,7 @@ class ProcessManager:
                                 "directory (install it, e.g. through the ensure file)",
                             )
                         )
-        found.extend(self._dependency_problems(reloader, config))
         return found
-
-    @staticmethod
-    def _dependency_problems(reloader: ReloaderSpec, config: CaproniConfig) -> list[Diagnostic]:
-        """Unknown targets and cycles in ``depends_on`` (a cycle would wait forever)."""
-        found: list[Diagnostic] = []
-        graph: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for other in config.reloaders.values():
-            if isinstance(other.settings, ProcessSettings):
-                for p in other.settings.processes:
-                    graph[(other.name, p.name)] = [(d.reloader, d.process) for d in p.depends_on]
-        settings = _settings(reloader)
-        assert settings is not None
-        for spec in settings.processes:
-            at = _where(config, spec.location, reloader.location)
-            for dep in spec.depends_on:
-                target = config.reloaders.get(dep.reloader)
-                if target is None:
-                    found.append(
-                        Diagnostic.error(
-                            *at,
-                            "process-depends-on",
-                            f"{spec.name}: depends_on {dep}: no reloader {dep.reloader!r}",
-                        )
-                    )
-                elif isinstance(target.settings, ProcessSettings) and not any(
-                    p.name == dep.process for p in target.settings.processes
-                ):
-                    found.append(
-                        Diagnostic.error(
-                            *at,
-                            "process-depends-on",
-                            f"{spec.name}: depends_on {dep}: reloader {dep.reloader!r} has "
-                            f"no process {dep.process!r}",
-                        )
-                    )
-            cycle = _cycle_from((reloader.name, spec.name), graph)
-            if cycle:
-                shown = " -> ".join(f"{r}.{p}" for r, p in cycle)
-                found.append(
-                    Diagnostic.error(
-                        *at, "process-depends-cycle", f"depends_on forms a cycle: {shown}"
-                    )
-                )
-        return found
-
-
-def _cycle_from(
-    start: tuple[str, str], graph: dict[tuple[str, str], list[tuple[str, str]]]
-) -> list[tuple[str, str]] | None:
-    """A dependency path from ``start`` back to itself, if there is one."""
-    stack: list[tuple[tuple[str, str], list[tuple[str, str]]]] = [(start, [start])]
-    seen: set[tuple[str, str]] = set()
-    while stack:
-        node, path = stack.pop()
-        for nxt in graph.get(node, []):
-            if nxt == start:
-                return [*path, start]
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append((nxt, [*path, nxt]))
-    return None
 
 
 register(KIND, ProcessManager)

@@ -31,7 +31,7 @@ from caproni_tasks.reloader.session import (
     session_file,
     write_session,
 )
-from caproni_tasks.reloader.supervisor import Supervisor, SupervisorOptions
+from caproni_tasks.reloader.supervisor import SUPERVISOR_LABEL, Supervisor, SupervisorOptions
 
 if TYPE_CHECKING:
     from caproni_tasks.config.model import CaproniConfig, ReloaderSpec
@@ -144,7 +144,7 @@ async def run_session(
     variables = VariableHub(
         config.runtimevars,
         on_error=lambda name, message: output.event(
-            "caproni",
+            SUPERVISOR_LABEL,
             f"runtime variable {name}: {message} (keeping its last good value)",
             error=True,
         ),
@@ -169,10 +169,12 @@ async def run_session(
         signals_seen.append(signum)
         if len(signals_seen) == 1:
             result.stopped_by = signal.Signals(signum).name
-            output.event("caproni", f"{result.stopped_by}: stopping every process")
+            output.event(SUPERVISOR_LABEL, f"{result.stopped_by}: stopping every process")
             stop.set()
         elif signum == signal.SIGINT:
-            output.event("caproni", "interrupted again: killing every process now", error=True)
+            output.event(
+                SUPERVISOR_LABEL, "interrupted again: killing every process now", error=True
+            )
             for process in supervisor.processes.values():
                 process._signal_group(signal.SIGKILL)
 
@@ -201,7 +203,7 @@ async def run_session(
                     name = next(n for n, t in tasks.items() if t is task)
                     message = str(error) if isinstance(error, ReloaderError) else repr(error)
                     result.errors.append(f"{name}: {message}")
-                    output.event("caproni", f"reloader {name}: {message}", error=True)
+                    output.event(SUPERVISOR_LABEL, f"reloader {name}: {message}", error=True)
                     stop.set()
     finally:
         stopper.cancel()
@@ -237,7 +239,7 @@ def _claim_session(config: CaproniConfig, output: Output) -> None:
     if session_file(config.path).exists():
         report = clean_session(config.path)
         what = f"; stopped {len(report.killed)} leftover processes" if report.killed else ""
-        output.event("caproni", f"cleaned up after a previous session that crashed{what}")
+        output.event(SUPERVISOR_LABEL, f"cleaned up after a previous session that crashed{what}")
 
 
 async def _stop_orphans(supervisor: Supervisor) -> None:

@@ -43,6 +43,10 @@ __all__ = ["ManagedProcess", "ProcessState", "Supervisor", "SupervisorOptions"]
 CommandWrapper = Callable[[ProcessSpec, str], Sequence[str]]
 
 
+#: The name the supervisor's own messages appear under.
+SUPERVISOR_LABEL = "caproni"
+
+
 class ProcessState(StrEnum):
     WAITING = "waiting"  # for dependencies to be ready or runtime variables to have values
     STARTING = "starting"  # running; its readiness check has not passed yet
@@ -84,8 +88,17 @@ def describe_exit(code: int | None) -> str:
     return f"exit {code}"
 
 
-class _Restart(Exception):
-    """Raised inside a process's run to restart it for a reason (a change)."""
+class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Signals the child's exit as soon as it is reaped. ``Process.wait()`` also waits
+    for the output pipes to close, which a lingering grandchild can hold open forever."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
 
 
 class ManagedProcess:
@@ -119,6 +132,8 @@ class ManagedProcess:
         self._change = asyncio.Event()
         self._change_reason = ""
         self._proc: asyncio.subprocess.Process | None = None
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._exited = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._log: LogMatcher | None = None
         self._escaped: list[proctree.ProcInfo] = []
@@ -253,10 +268,8 @@ class ManagedProcess:
                 await waiting
 
     async def _resolve(self) -> tuple[str, dict[str, str]]:
-        """The command and environment with runtime variables substituted, waiting for
-        variables that have no good value yet."""
-        from caproni_tasks.config.expand import expand_runtimevars
-
+        """The command and environment with runtime variables substituted (and ``$$``
+        unescaped), waiting for variables that have no good value yet."""
         values: dict[str, str] = {}
         names = sorted(self.spec.runtimevars)
         if names:
@@ -268,11 +281,11 @@ class ManagedProcess:
                 self._set(ProcessState.WAITING)
                 self.event(f"waiting for a value of runtime variable {', '.join(pending)}")
             values = await hub.values(names)
-        command = expand_runtimevars(self.spec.command, values)
+        command, rendered = self.spec.render(values)
         env = dict(self.supervisor.base_env)
+        # Python children would block-buffer a pipe and their output would arrive late.
         env.setdefault("PYTHONUNBUFFERED", "1")
-        for key, value in self.spec.env.items():
-            env[key] = expand_runtimevars(value, values)
+        env.update(rendered)
         return command, env
 
     async def _spawn(self, command: str, env: dict[str, str]) -> None:
@@ -286,7 +299,9 @@ class ManagedProcess:
             self._log = LogMatcher(self.spec.ready.log)
         else:
             self._log = None
-        proc = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _ExitAwareProtocol(limit=2**16, loop=loop),
             *argv,
             cwd=str(self.spec.directory),
             env=env,
@@ -295,7 +310,10 @@ class ManagedProcess:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
+        proc = asyncio.subprocess.Process(transport, protocol, loop)
         self._proc = proc
+        self._transport = transport
+        self._exited = protocol.exited
         self.pid = proc.pid
         info = proctree.read_process(proc.pid)
         self.pid_start = info.start_ticks if info else None
@@ -342,7 +360,7 @@ class ManagedProcess:
         """Supervise one run: True when it exited by itself, False on a change."""
         proc = self._proc
         assert proc is not None
-        waiter = asyncio.create_task(proc.wait())
+        waiter = asyncio.create_task(self._exited.wait())
         change = asyncio.create_task(self._change.wait())
         readiness: asyncio.Task[None] | None = None
         if self.spec.ready is not None:
@@ -428,15 +446,18 @@ class ManagedProcess:
         return True
 
     async def _finish_reader(self) -> None:
-        if self._reader is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
-        except TimeoutError:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        self._reader = None
+        """Drain what the run wrote, then release its pipe and transport."""
+        if self._reader is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+            except TimeoutError:
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader
+            self._reader = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
     async def stop(self, sig: int) -> None:
         """Stop the running process (if any) and its whole group; return once all of it
@@ -449,7 +470,7 @@ class ManagedProcess:
         self._note_escaped()
         self._signal_group(sig)
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), self.spec.stop_timeout)
+            await asyncio.wait_for(self._exited.wait(), self.spec.stop_timeout)
         except TimeoutError:
             self.event(
                 f"did not stop within {self.spec.stop_timeout:g}s of "
@@ -457,7 +478,7 @@ class ManagedProcess:
                 error=True,
             )
             self._signal_group(signal.SIGKILL)
-            await proc.wait()
+            await self._exited.wait()
         self.last_exit = proc.returncode
         await self._clear_group(signal.SIGKILL)
         self.supervisor.changed()
@@ -477,7 +498,8 @@ class ManagedProcess:
             if running:
                 self.event(f"stopped ({describe_exit(self.last_exit)})")
         finally:
-            self._set(ProcessState.STOPPED)
+            if self.state not in (ProcessState.EXITED, ProcessState.FAILED):
+                self._set(ProcessState.STOPPED)
             self.finished.set()
 
 
@@ -512,6 +534,7 @@ class Supervisor:
         self._arrived: dict[ProcessRef, asyncio.Event] = {}
         self._watch: WatchHub | None = None
         self._labels: dict[ProcessRef, str] = {}
+        self.output.add_name(SUPERVISOR_LABEL)  # its own messages; keeps the column steady
         self._assign_labels(expected)
 
     # -- naming ---------------------------------------------------------------------
@@ -559,7 +582,7 @@ class Supervisor:
                 debounce_ms=self.options.watch_debounce_ms,
                 force_polling=self.options.force_polling,
                 on_error=lambda root, exc: self.output.event(
-                    "caproni", f"watching {root} failed: {exc}; retrying", error=True
+                    SUPERVISOR_LABEL, f"watching {root} failed: {exc}; retrying", error=True
                 ),
             )
         return self._watch

@@ -99,11 +99,11 @@ class WatchHub:
                     ignore_permission_denied=True,
                     rust_timeout=60_000,
                 )
-                # awatch sets up the kernel watches when first iterated; mark ready just
-                # after starting it so callers can wait for a live watcher.
+                # awatch sets up its kernel watches synchronously in the first step of
+                # its first iteration: one turn of the loop later the watcher is live.
                 iterator = changes.__aiter__()
                 next_batch = asyncio.ensure_future(iterator.__anext__())
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0)
                 self._ready[root].set()
                 while True:
                     try:

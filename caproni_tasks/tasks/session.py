@@ -1,1 +1,287 @@
-"""Tasks of this area (being written)."""
+"""``invoke run`` / ``status`` / ``validate`` / ``clean``: a development session from
+caproni.yaml, what it is doing, whether its config is sound, and cleaning up after it."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from caproni_tasks.tasks._common import fail, listed, print_diagnostics, setting_path
+
+if TYPE_CHECKING:
+    from caproni_tasks.config.model import CaproniConfig
+    from caproni_tasks.diagnostics import Diagnostic
+    from caproni_tasks.reloader.session import SessionRecord
+
+CONFIG_HELP = "The session config (default: the `caproni.config` setting, else caproni.yaml)."
+
+
+def _load(path: Path) -> tuple[CaproniConfig | None, list[Diagnostic], dict[str, str]]:
+    from caproni_tasks.config import load_config
+
+    if not path.exists():
+        fail(f"{path}: no such config file (write one, or name it with --config)", 2)
+    result = load_config(path)
+    return result.config, list(result.diagnostics), dict(result.sources)
+
+
+def _validate_all(config: CaproniConfig) -> list[Diagnostic]:
+    """Every reloader's own checks; an unknown kind is one diagnostic, not a crash."""
+    from caproni_tasks.diagnostics import Diagnostic
+    from caproni_tasks.reloader import ReloaderError, new_manager
+
+    found: list[Diagnostic] = []
+    for reloader in config.reloaders.values():
+        location = reloader.location
+        file, line, column = (
+            (location.file, location.line, location.column)
+            if location
+            else (str(config.path), 0, 0)
+        )
+        try:
+            manager = new_manager(reloader.type)
+        except ReloaderError as exc:
+            found.append(Diagnostic.error(file, line, column, "reloader-type", str(exc)))
+            continue
+        found.extend(manager.validate(reloader, config))
+    return sorted(set(found), key=lambda d: (d.file, d.line, d.column, d.code, d.message))
+
+
+def _checked_config(path: Path, fmt: str = "text") -> CaproniConfig:
+    """Load and validate; print every diagnostic; stop on errors."""
+    from caproni_tasks.diagnostics import has_errors
+
+    config, diagnostics, sources = _load(path)
+    if config is not None:
+        diagnostics.extend(_validate_all(config))
+    if diagnostics:
+        print_diagnostics(diagnostics, fmt, sources)
+    if config is None or has_errors(diagnostics):
+        fail(f"{path}: refusing to start until the errors above are fixed", 1)
+    return config
+
+
+def _tools_on_path(c: Context) -> None:
+    """Put the ensure root's ``bin/`` first on PATH (tools the project pins)."""
+    tools_bin = setting_path(c, "root") / "bin"
+    if tools_bin.is_dir():
+        current = os.environ.get("PATH", os.defpath)
+        if str(tools_bin) not in current.split(os.pathsep):
+            os.environ["PATH"] = os.pathsep.join([str(tools_bin), current])
+
+
+@task(
+    iterable=["only"],
+    help={
+        "only": "Run only this reloader (repeatable). Default: every reloader.",
+        "config": CONFIG_HELP,
+    },
+)
+def run(c: Context, only: list[str] | None = None, config: str | None = None) -> None:
+    """Run the reloaders of caproni.yaml with restarts and hot reload until Ctrl-C."""
+    import asyncio
+
+    from caproni_tasks.reloader import RunFailedError
+    from caproni_tasks.reloader.runner import run_session, select_reloaders
+
+    path = setting_path(c, "config", config)
+    loaded = _checked_config(path)
+    names = listed(only)
+    try:
+        select_reloaders(loaded, names)
+    except RunFailedError as exc:
+        fail(str(exc), 2)
+    for notice in loaded.notices:
+        print(f"{path}: notice: {notice}", file=sys.stderr)
+    if not loaded.reloaders:
+        fail(f"{path}: no reloaders to run", 1)
+    _tools_on_path(c)
+    try:
+        result = asyncio.run(run_session(loaded, only=names))
+    except RunFailedError as exc:
+        fail(str(exc), 1)
+    if result.errors:
+        fail("\n".join(result.errors), result.exit_code or 1)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _status_data(config: CaproniConfig) -> dict[str, Any]:
+    from caproni_tasks.reloader import ReloaderError, new_manager
+    from caproni_tasks.reloader.proctree import is_alive
+    from caproni_tasks.reloader.session import read_session, session_file
+    from caproni_tasks.reloader.supervisor import describe_exit
+
+    record: SessionRecord | None = read_session(config.path)
+    now = time.time()
+    if record is None:
+        state = "stale" if session_file(config.path).exists() else "none"
+        session: dict[str, Any] = {"state": state}
+    else:
+        session = {
+            "state": "running" if record.alive else "stale",
+            "pid": record.supervisor_pid,
+            "started_at": record.started_at,
+            "updated_at": record.updated_at,
+        }
+    reloaders: list[dict[str, Any]] = []
+    for reloader in config.reloaders.values():
+        try:
+            status = new_manager(reloader.type).status(reloader, config)
+            state, reasons = str(status.state), list(status.reasons)
+        except ReloaderError as exc:
+            state, reasons = "unknown", [str(exc)]
+        processes: list[dict[str, Any]] = []
+        if record is not None:
+            for proc in record.processes:
+                if proc.reloader != reloader.name:
+                    continue
+                alive = proc.pid is not None and is_alive(proc.pid, proc.pid_start)
+                gone_state = "orphaned" if alive else "gone"
+                proc_state = proc.state if record.alive else gone_state
+                running = alive and proc_state not in ("exited", "failed", "stopped", "gone")
+                processes.append(
+                    {
+                        "name": proc.name,
+                        "pid": proc.pid if alive else None,
+                        "state": proc_state,
+                        "restarts": proc.restarts,
+                        "uptime": (now - proc.started_at) if running and proc.started_at else None,
+                        "last_exit": proc.last_exit,
+                        "last_exit_text": describe_exit(proc.last_exit),
+                    }
+                )
+        reloaders.append(
+            {
+                "name": reloader.name,
+                "type": reloader.type,
+                "state": state,
+                "reasons": reasons,
+                "processes": processes,
+            }
+        )
+    return {"config": str(config.path), "session": session, "reloaders": reloaders}
+
+
+def _render_table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _session_line(data: dict[str, Any]) -> str:
+    session = data["session"]
+    if session["state"] == "running":
+        age = _age(time.time() - session["started_at"])
+        return f"session: running (supervisor pid {session['pid']}, up {age})"
+    if session["state"] == "stale":
+        pid = session.get("pid")
+        gone = f"supervisor pid {pid} is gone" if pid else "unreadable state file"
+        return f"session: stale ({gone}); `invoke clean` removes it and its leftovers"
+    return "session: not running"
+
+
+@task(help={"json": "Print JSON instead of a table.", "config": CONFIG_HELP})
+def status(c: Context, json: bool = False, config: str | None = None) -> None:
+    """Show each reloader's state and, while `invoke run` is active, its processes."""
+    path = setting_path(c, "config", config)
+    loaded, diagnostics, sources = _load(path)
+    if loaded is None:
+        print_diagnostics(diagnostics, "text", sources)
+        fail(f"{path}: cannot show status of a config with errors", 1)
+    _tools_on_path(c)
+    data = _status_data(loaded)
+    if json:
+        sys.stdout.write(jsonlib.dumps(data, indent=2) + "\n")
+        return
+    header = ["RELOADER", "KIND", "STATE", "PROCESS", "PID", "P-STATE", "RESTARTS", "UPTIME"]
+    rows = [[*header, "LAST EXIT"]]
+    notes: list[str] = []
+    for reloader in data["reloaders"]:
+        head = [reloader["name"], reloader["type"], reloader["state"]]
+        for reason in reloader["reasons"]:
+            notes.append(f"{reloader['name']}: {reason}")
+        if not reloader["processes"]:
+            rows.append([*head, "-", "", "", "", "", ""])
+        for index, proc in enumerate(reloader["processes"]):
+            rows.append(
+                [
+                    *(head if index == 0 else ["", "", ""]),
+                    proc["name"],
+                    str(proc["pid"] or "-"),
+                    proc["state"],
+                    str(proc["restarts"]),
+                    _age(proc["uptime"]) if proc["uptime"] is not None else "-",
+                    proc["last_exit_text"],
+                ]
+            )
+    print(_session_line(data))
+    print(_render_table(rows))
+    for note in notes:
+        print(f"  {note}")
+
+
+@task(
+    help={
+        "format": "Output format: text (with source and caret), github (annotations) or json.",
+        "config": CONFIG_HELP,
+    }
+)
+def validate(c: Context, format: str = "text", config: str | None = None) -> None:
+    """Check caproni.yaml and every reloader's settings without running anything."""
+    from caproni_tasks.diagnostics import has_errors
+
+    path = setting_path(c, "config", config)
+    loaded, diagnostics, sources = _load(path)
+    if loaded is not None:
+        diagnostics.extend(_validate_all(loaded))
+    print_diagnostics(diagnostics, format, sources)
+    if loaded is None or has_errors(diagnostics):
+        raise Exit(code=1)
+    if format == "text" and not diagnostics:
+        count = len(loaded.reloaders)
+        print(f"{path}: ok ({count} reloader{'s' if count != 1 else ''})")
+
+
+@task(help={"config": CONFIG_HELP})
+def clean(c: Context, config: str | None = None) -> None:
+    """Remove what a crashed `invoke run` left behind: its state, its leftover processes."""
+    from caproni_tasks.reloader.session import clean_session
+
+    path = setting_path(c, "config", config)
+    report = clean_session(path)
+    if not report.found:
+        print(f"nothing to clean for {path}")
+        return
+    if report.alive_pid is not None:
+        fail(
+            f"a session for {path} is running (pid {report.alive_pid}); stop it with Ctrl-C "
+            "in its terminal (or kill -TERM it) instead of cleaning",
+            1,
+        )
+    if report.killed:
+        print(
+            f"stopped {len(report.killed)} leftover processes: {', '.join(map(str, report.killed))}"
+        )
+    if report.survivors:
+        print(f"could not stop: {', '.join(map(str, report.survivors))}", file=sys.stderr)
+    print(f"removed the state of a stale session for {path}")

@@ -1,0 +1,135 @@
+"""Restart on file changes: one restart per burst, in-place and atomic saves, ignores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers_processes import (
+    anyio_backend,
+    async_wait_until,
+    spec,
+    stays_false,
+    supervising,
+    write_atomic,
+)
+
+from caproni_tasks.config.model import ProcessRef
+from caproni_tasks.reloader.globs import PathMatcher, glob_regex, watch_roots
+
+pytestmark = [pytest.mark.timeout(60)]
+__all__ = ["anyio_backend"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("*.py", "a.py", True),
+        ("*.py", "pkg/deep/a.py", True),
+        ("src/**/*.py", "src/a.py", True),
+        ("src/**/*.py", "src/b/c/a.py", True),
+        ("src/**/*.py", "lib/a.py", False),
+        ("src/*.py", "src/b/a.py", False),
+        ("src", "src/any/file", True),
+        ("src/", "src/file", True),
+        ("build/**", "build/x/y", True),
+        ("build/**", "buildx", False),
+        ("[!a]b.txt", "cb.txt", True),
+        ("[!a]b.txt", "ab.txt", False),
+        ("?.md", "a.md", True),
+        ("?.md", "ab.md", False),
+        ("./src/*.py", "src/a.py", True),
+    ],
+)
+def test_glob_semantics(pattern: str, path: str, matches: bool) -> None:
+    assert bool(glob_regex(pattern).fullmatch(path)) is matches
+
+
+def test_watch_roots_are_directories_nearest_existing_and_folded(tmp_path: Path) -> None:
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "main.py").write_text("")
+    roots = watch_roots(tmp_path, ["src/pkg/**/*.py", "src/main.py", "later/**"])
+    # src/main.py is a file: its directory is watched; "later" does not exist yet.
+    assert roots == [tmp_path]
+    assert watch_roots(tmp_path, ["src/pkg/*.py"]) == [tmp_path / "src" / "pkg"]
+    assert watch_roots(tmp_path, ["src/main.py"]) == [tmp_path / "src"]
+    assert watch_roots(tmp_path, ["*.py"]) == [tmp_path]
+
+
+def test_path_matcher_applies_ignores_and_default_ignores(tmp_path: Path) -> None:
+    matcher = PathMatcher(tmp_path, ["src/**"], ["src/generated/**"])
+    assert matcher.matches(str(tmp_path / "src" / "a.py"))
+    assert not matcher.matches(str(tmp_path / "src" / "generated" / "x.py"))
+    assert not matcher.matches(str(tmp_path / "src" / ".a.py.swp"))
+    assert not matcher.matches(str(tmp_path / "src" / "__pycache__" / "a.cpython-311.pyc"))
+    assert not matcher.matches(str(tmp_path / "other" / "a.py"))
+    assert not matcher.matches("/elsewhere/src/a.py")
+
+
+def _server(tmp_path: Path) -> str:
+    # Prints one line per start, then idles until stopped.
+    return "echo RUN; exec sleep 300"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("atomic", [False, True], ids=["in-place", "atomic"])
+async def test_file_change_restarts_exactly_once(tmp_path: Path, atomic: bool) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    target = src / "app.py"
+    target.write_text("v1\n")
+    specs = [spec("app", _server(tmp_path), tmp_path, watch=("src/**/*.py",), stop_timeout=5)]
+    async with supervising("r", specs) as (sup, out, _):
+        process = sup.processes[ProcessRef("r", "app")]
+        await async_wait_until(lambda: out.exact("app", "RUN") == 1 and process.pid)
+        await sup.wait_watching()
+        first_pid = process.pid
+        if atomic:
+            write_atomic(target, "v2\n")
+        else:
+            with target.open("w") as handle:  # truncate, then two writes: one burst
+                handle.write("v2")
+                handle.flush()
+                handle.write("\n")
+        await async_wait_until(lambda: out.exact("app", "RUN") == 2)
+        assert process.pid != first_pid
+        # A quiet period bounded by a condition: no second restart follows.
+        assert await stays_false(lambda: out.exact("app", "RUN") > 2, 1.0)
+        assert process.restarts == 1
+        assert out.count("app", "app.py changed: restarting") == 1
+
+
+@pytest.mark.anyio
+async def test_ignored_and_unwatched_changes_do_not_restart(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "docs").mkdir()
+    specs = [
+        spec("app", _server(tmp_path), tmp_path, watch=("src/**",), ignore=("src/*.log",)),
+    ]
+    async with supervising("r", specs) as (sup, out, _):
+        await async_wait_until(lambda: out.exact("app", "RUN") == 1)
+        await sup.wait_watching()
+        (tmp_path / "src" / "debug.log").write_text("noise")
+        (tmp_path / "src" / ".app.py.swp").write_text("vim")
+        (tmp_path / "docs" / "readme.md").write_text("docs")
+        assert await stays_false(lambda: out.exact("app", "RUN") > 1, 0.7)
+        # A directory created after start is picked up (the root is watched recursively).
+        (tmp_path / "src" / "new").mkdir()
+        (tmp_path / "src" / "new" / "mod.py").write_text("x")
+        await async_wait_until(lambda: out.exact("app", "RUN") == 2)
+
+
+@pytest.mark.anyio
+async def test_change_restarts_a_failed_process(tmp_path: Path) -> None:
+    """A crashed-out process gets another chance when its code changes."""
+    (tmp_path / "src").mkdir()
+    flag = tmp_path / "src" / "fixed"
+    command = "test -f src/fixed || { echo broken; exit 1; }; echo healthy; exec sleep 300"
+    specs = [spec("app", command, tmp_path, watch=("src/**",), max_restarts=1)]
+    async with supervising("r", specs) as (sup, out, _):
+        process = sup.processes[ProcessRef("r", "app")]
+        await async_wait_until(lambda: process.state == "failed")
+        await sup.wait_watching()
+        flag.write_text("")
+        await async_wait_until(lambda: out.exact("app", "healthy") == 1)
+        assert process.state == "ready"
