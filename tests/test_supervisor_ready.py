@@ -84,7 +84,7 @@ async def test_log_readiness_gates_dependant(tmp_path: Path) -> None:
     after = spec(
         "after", "echo go; exec sleep 300", tmp_path, depends_on=(ProcessRef("r", "worker"),)
     )
-    async with supervising("r", [worker, after]) as (sup, out, _):
+    async with supervising("r", [worker, after]) as (_sup, out, _):
         await async_wait_until(lambda: out.exact("worker", "booting") == 1)
         assert out.exact("after", "go") == 0
         gate.write_text("")
@@ -93,7 +93,7 @@ async def test_log_readiness_gates_dependant(tmp_path: Path) -> None:
 
 async def test_dependency_outside_the_session_is_not_waited_for(tmp_path: Path) -> None:
     lone = spec("lone", "echo hi; exec sleep 300", tmp_path, depends_on=(ProcessRef("x", "y"),))
-    async with supervising("r", [lone]) as (sup, out, _):
+    async with supervising("r", [lone]) as (_sup, out, _):
         await async_wait_until(lambda: out.exact("lone", "hi") == 1)
         assert "not part of this session" in out.text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ async def test_crash_restarts_with_growing_backoff(tmp_path: Path) -> None:
             print(out.text)
     times = _starts(starts)
     assert len(times) == 5  # the first run and 4 restarts
-    intervals = [b - a for a, b in zip(times, times[1:], strict=False)]
+    intervals = [b - a for a, b in itertools.pairwise(times)]
     for interval, nominal in zip(intervals, [0.1, 0.2, 0.4, 0.8], strict=True):
         assert interval >= nominal * 0.95
     assert intervals[-1] > intervals[0] * 3
@@ -77,7 +78,7 @@ def _stamp(path: Path) -> str:
 
 async def test_max_restarts_zero_fails_at_first_crash(tmp_path: Path) -> None:
     specs = [spec("once", "exit 1", tmp_path, max_restarts=0)]
-    async with supervising("r", specs) as (sup, out, _):
+    async with supervising("r", specs) as (sup, _out, _):
         process = sup.processes[ProcessRef("r", "once")]
         await async_wait_until(lambda: process.state == ProcessState.FAILED)
         assert process.restarts == 0
@@ -86,7 +87,7 @@ async def test_max_restarts_zero_fails_at_first_crash(tmp_path: Path) -> None:
 async def test_never_policy_does_not_restart_and_supervise_returns(tmp_path: Path) -> None:
     starts = tmp_path / "starts"
     specs = [spec("job", f"{_stamp(starts)}; exit 2", tmp_path, restart="never")]
-    async with supervising("r", specs) as (sup, out, task):
+    async with supervising("r", specs) as (sup, _out, task):
         # Nothing can restart it (no watch, no runtime variables): supervision ends.
         await asyncio.wait_for(asyncio.shield(task), 20)
         process = sup.processes[ProcessRef("r", "job")]
@@ -109,7 +110,7 @@ async def test_on_failure_policy_leaves_a_clean_exit_alone(tmp_path: Path) -> No
 async def test_always_policy_restarts_a_clean_exit(tmp_path: Path) -> None:
     starts = tmp_path / "starts"
     specs = [spec("loop", _stamp(starts), tmp_path, restart="always", max_restarts=2)]
-    async with supervising("r", specs) as (sup, out, _):
+    async with supervising("r", specs) as (sup, _out, _):
         process = sup.processes[ProcessRef("r", "loop")]
         await async_wait_until(lambda: process.state == ProcessState.FAILED)
     assert len(_starts(starts)) == 3
@@ -117,6 +118,6 @@ async def test_always_policy_restarts_a_clean_exit(tmp_path: Path) -> None:
 
 async def test_unstartable_directory_is_reported_not_raised(tmp_path: Path) -> None:
     specs = [spec("bad", "true", tmp_path / "missing", max_restarts=0)]
-    async with supervising("r", specs) as (sup, out, task):
+    async with supervising("r", specs) as (_sup, out, task):
         await asyncio.wait_for(asyncio.shield(task), 20)
     assert "cannot start" in out.text

@@ -52,12 +52,12 @@ async def test_stop_reaches_grandchildren_in_the_group_and_escaped_ones(tmp_path
     # One grandchild stays in the group; another leaves it with setsid.
     command = (
         "sleep 300 & echo $! > gc.pid; "
-        f"{PY} -c 'import os; os.setsid(); open(\"esc.pid\", \"w\").write(str(os.getpid()));"
+        f'{PY} -c \'import os; os.setsid(); open("esc.pid", "w").write(str(os.getpid()));'
         " import time; time.sleep(300)' & "
         "wait"
     )
     specs = [spec("tree", command, tmp_path, stop_timeout=3)]
-    async with supervising("r", specs) as (sup, out, task):
+    async with supervising("r", specs) as (_sup, _out, _task):
         grandchild = await async_wait_until(lambda: read_pid(tmp_path / "gc.pid"))
         escaped = await async_wait_until(lambda: read_pid(tmp_path / "esc.pid"))
         assert pid_alive(grandchild) and pid_alive(escaped)
@@ -69,7 +69,7 @@ async def test_leftovers_of_an_exited_leader_are_stopped_before_restart(tmp_path
     # The leader exits but leaves a background job holding on: it must not pile up.
     command = "sleep 300 & echo $! >> jobs.pid; exit 1"
     specs = [spec("leaky", command, tmp_path, max_restarts=2)]
-    async with supervising("r", specs) as (sup, out, _):
+    async with supervising("r", specs) as (sup, _out, _):
         process = sup.processes[ProcessRef("r", "leaky")]
         await async_wait_until(lambda: process.state == ProcessState.FAILED)
         pids = [int(x) for x in (tmp_path / "jobs.pid").read_text().split()]
@@ -81,7 +81,7 @@ async def test_leftovers_of_an_exited_leader_are_stopped_before_restart(tmp_path
 async def test_custom_stop_signal(tmp_path: Path) -> None:
     command = "trap 'echo got INT; exit 0' INT; echo armed; while :; do sleep 0.05; done"
     specs = [spec("polite", command, tmp_path, stop_signal="SIGINT", stop_timeout=5)]
-    async with supervising("r", specs) as (sup, out, _):
+    async with supervising("r", specs) as (_sup, out, _):
         await async_wait_until(lambda: out.exact("polite", "armed") == 1)
     assert out.exact("polite", "got INT") == 1
     assert "did not stop" not in out.text
@@ -127,7 +127,7 @@ def test_line_assembler_keeps_partial_lines_whole() -> None:
 async def test_two_writers_never_interleave_within_a_line(tmp_path: Path) -> None:
     # Each writes long lines in small chunks; every output line must be whole.
     writer = (
-        f"{PY} -c \"import sys, time\n"
+        f'{PY} -c "import sys, time\n'
         "for i in range(40):\n"
         "    for part in ('{tag}' * 50, '{tag}' * 50, '\\n'):\n"
         "        sys.stdout.write(part); sys.stdout.flush(); time.sleep(0.001)\n"
@@ -137,7 +137,7 @@ async def test_two_writers_never_interleave_within_a_line(tmp_path: Path) -> Non
         spec("a", writer.format(tag="a"), tmp_path, restart="never"),
         spec("b", writer.format(tag="b"), tmp_path, restart="never"),
     ]
-    async with supervising("r", specs) as (sup, out, task):
+    async with supervising("r", specs) as (_sup, out, task):
         await asyncio.wait_for(asyncio.shield(task), 30)
     for name in ("a", "b"):
         body = [line for line in out.lines_of(name) if not line.startswith(":: ")]
