@@ -12,7 +12,7 @@ import pytest
 
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.format import instance_id_of_file
-from caproni_tasks.packages.installer import Desired, InstallError, Installer
+from caproni_tasks.packages.installer import Desired, Installer, InstallError
 from caproni_tasks.packages.local import InstanceRecord, LocalRepository, PackageIndex
 from caproni_tasks.packages.repository import Repository
 from caproni_tasks.packages.state import RootState
@@ -381,7 +381,7 @@ def test_corrupt_cache_entries_are_fetched_again(
     make_installer: Callable[..., tuple[Installer, CountingRepository]],
 ) -> None:
     iid = publish(repo_dir, "tools/a", {"x": "1" * 1000})
-    installer, repo = make_installer()
+    installer, _ = make_installer()
     installer.ensure([Desired("", "tools/a", iid)])
     cached = tmp_path / "cache" / iid
     os.chmod(cached, 0o644)

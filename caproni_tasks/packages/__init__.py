@@ -1,0 +1,151 @@
+"""Where packages come from and how they land on disk.
+
+- `format`: the package file (build, hash, validating reader);
+- `repository`, `local`, `http`: repositories opened by URL scheme;
+- `cache`: instance files shared by every root, verified;
+- `installer` (with `state`, `extract`, `progress`): plan → fetch → stage → commit;
+- `pinning`: ensure file + repository or versions file → what to install;
+- `locking`: the inter-process lock both writers use.
+
+Names are imported on first access, so ``import caproni_tasks.packages`` stays cheap
+(no zipfile, no HTTP client) for ``invoke --list`` and no-op runs.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from caproni_tasks.packages.cache import InstanceCache, default_cache_dir
+    from caproni_tasks.packages.format import (
+        FileEntry,
+        Manifest,
+        PackageFormatError,
+        PackageReader,
+        build_package,
+        instance_id_of_file,
+    )
+    from caproni_tasks.packages.http import HttpRepository
+    from caproni_tasks.packages.installer import (
+        Action,
+        ActionKind,
+        Desired,
+        Installer,
+        InstallError,
+        InstallResult,
+        Plan,
+    )
+    from caproni_tasks.packages.local import LocalRepository
+    from caproni_tasks.packages.locking import FileLock, LockTimeoutError
+    from caproni_tasks.packages.pinning import EnsureSource, PinningError
+    from caproni_tasks.packages.repository import (
+        AmbiguousVersionError,
+        BackendUnavailableError,
+        HashMismatchError,
+        InstanceInfo,
+        InstanceNotFoundError,
+        PackageDescription,
+        PackageNotFoundError,
+        ReadOnlyRepositoryError,
+        Repository,
+        RepositoryError,
+        VersionNotFoundError,
+        WritableRepository,
+        open_repository,
+        register_opener,
+    )
+    from caproni_tasks.packages.state import InstalledFile, RootState
+
+_EXPORTS: dict[str, str] = {
+    "InstanceCache": "cache",
+    "default_cache_dir": "cache",
+    "FileEntry": "format",
+    "Manifest": "format",
+    "PackageFormatError": "format",
+    "PackageReader": "format",
+    "build_package": "format",
+    "instance_id_of_file": "format",
+    "HttpRepository": "http",
+    "Action": "installer",
+    "ActionKind": "installer",
+    "Desired": "installer",
+    "InstallError": "installer",
+    "InstallResult": "installer",
+    "Installer": "installer",
+    "Plan": "installer",
+    "LocalRepository": "local",
+    "FileLock": "locking",
+    "LockTimeoutError": "locking",
+    "EnsureSource": "pinning",
+    "PinningError": "pinning",
+    "AmbiguousVersionError": "repository",
+    "BackendUnavailableError": "repository",
+    "HashMismatchError": "repository",
+    "InstanceInfo": "repository",
+    "InstanceNotFoundError": "repository",
+    "PackageDescription": "repository",
+    "PackageNotFoundError": "repository",
+    "ReadOnlyRepositoryError": "repository",
+    "Repository": "repository",
+    "RepositoryError": "repository",
+    "VersionNotFoundError": "repository",
+    "WritableRepository": "repository",
+    "open_repository": "repository",
+    "register_opener": "repository",
+    "InstalledFile": "state",
+    "RootState": "state",
+}
+
+__all__ = [
+    "Action",
+    "ActionKind",
+    "AmbiguousVersionError",
+    "BackendUnavailableError",
+    "Desired",
+    "EnsureSource",
+    "FileEntry",
+    "FileLock",
+    "HashMismatchError",
+    "HttpRepository",
+    "InstallError",
+    "InstallResult",
+    "InstalledFile",
+    "Installer",
+    "InstanceCache",
+    "InstanceInfo",
+    "InstanceNotFoundError",
+    "LocalRepository",
+    "LockTimeoutError",
+    "Manifest",
+    "PackageDescription",
+    "PackageFormatError",
+    "PackageNotFoundError",
+    "PackageReader",
+    "PinningError",
+    "Plan",
+    "ReadOnlyRepositoryError",
+    "Repository",
+    "RepositoryError",
+    "RootState",
+    "VersionNotFoundError",
+    "WritableRepository",
+    "build_package",
+    "default_cache_dir",
+    "instance_id_of_file",
+    "open_repository",
+    "register_opener",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from caproni_tasks.packages.state import (
@@ -59,27 +59,26 @@ __all__ = [
     "InstallResult",
     "Installer",
     "Plan",
-    "test_pause",
+    "pause_point",
 ]
 
 PARANOID_MODES = ("NotParanoid", "CheckPresence", "CheckIntegrity")
 #: Test-only hook: ``CAPRONI_TASKS_TEST_PAUSE_AT=<point>`` makes the installer create the
-#: file named by ``CAPRONI_TASKS_TEST_PAUSE_MARKER`` and block at that point, so tests
-#: can SIGKILL it there deterministically. Points: download, extract, move, commit,
-#: committed, cleanup.
+#: file named by ``CAPRONI_TASKS_TEST_PAUSE_MARKER`` at that point and wait there until
+#: the file is deleted, so tests can SIGKILL it (or let it go) deterministically.
+#: Points: download, extract, move, commit, committed, cleanup.
 PAUSE_ENV = "CAPRONI_TASKS_TEST_PAUSE_AT"
 PAUSE_MARKER_ENV = "CAPRONI_TASKS_TEST_PAUSE_MARKER"
 
 
-def test_pause(point: str) -> None:
-    """Block forever at ``point`` when the test hook asks for it (see `PAUSE_ENV`)."""
+def pause_point(point: str) -> None:
+    """Wait at ``point`` while the test hook's marker file exists (see `PAUSE_ENV`)."""
     if os.environ.get(PAUSE_ENV) != point:
         return
-    marker = os.environ.get(PAUSE_MARKER_ENV)
-    if marker:
-        Path(marker).write_text(f"{os.getpid()}\n", encoding="utf-8")
-    while True:
-        time.sleep(3600)
+    marker = Path(os.environ.get(PAUSE_MARKER_ENV) or "caproni-pause")
+    marker.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    while marker.exists():
+        time.sleep(0.02)
 
 
 class InstallError(Exception):
@@ -258,10 +257,15 @@ class Installer:
             return InstallResult(plan, list(desired), dry_run=True)
         if plan.is_noop and paranoid == "NotParanoid" and not state.has_leftovers():
             return InstallResult(plan, list(desired))
-        from caproni_tasks.packages.locking import FileLock
+        from caproni_tasks.packages.locking import FileLock, LockTimeoutError
 
         state.state_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(state.lock_path, timeout=self.lock_timeout, on_wait=self.on_lock_wait):
+        lock = FileLock(state.lock_path, timeout=self.lock_timeout, on_wait=self.on_lock_wait)
+        try:
+            lock.acquire()
+        except LockTimeoutError as exc:
+            raise InstallError(str(exc), "io_error") from None
+        try:
             # Another run may have changed the root while we waited: plan again.
             state = _load_state(self.root)
             plan = self.plan(desired, paranoid, state)
@@ -270,6 +274,8 @@ class Installer:
             if not plan.is_noop:
                 _Run(self, state, plan, result).execute()
             return result
+        finally:
+            lock.release()
 
     # --- planning ---------------------------------------------------------------------
 
@@ -477,7 +483,7 @@ class _Run:
                 transfer.advance(n)
             if not paused:
                 paused = True
-                test_pause("download")
+                pause_point("download")
 
         def started() -> None:
             nonlocal transfer
@@ -691,7 +697,7 @@ class _Run:
 
         def after_each(count: int) -> None:
             if count == half:
-                test_pause("extract")
+                pause_point("extract")
 
         staged = stage_entries(
             reader,
@@ -737,38 +743,50 @@ class _Run:
         slot = self.state.slot_for(a.subdir, a.package)
         paths = tuple(f.path for f in item.files)
         slot.write_pending(Pending(item.txn, a.instance_id, paths), a.subdir, a.package)
-        prefix_len = len(a.subdir) + 1 if a.subdir else 0
-        made: set[str] = set()
-        half = max(1, len(item.files) // 2)
-        for i, f in enumerate(item.files, 1):
-            self._move_into_place(item.staging / f.path[prefix_len:], f.path, made)
-            if i == half:
-                test_pause("move")
+        if a.subdir:
+            self._make_dirs(a.subdir)
+        self._merge_into_place(item.staging, a.subdir, pause_midway=True)
         if a.kind is ActionKind.REPAIR:
             repaired = {f.path: f for f in item.files}
             files = [repaired.get(f.path, f) for f in slot.files()]
         else:
             files = item.files
-        test_pause("commit")
+        pause_point("commit")
         slot.commit(SlotRecord(a.subdir, a.package, a.instance_id, item.txn), files)
-        test_pause("committed")
+        pause_point("committed")
         self._cleanup(slot, protected)
         self.inst.say(a.describe().replace(a.kind.value, _PAST[a.kind], 1))
 
-    def _move_into_place(self, staged: Path, rel: str, made: set[str]) -> None:
-        target = self.root / rel
-        parent = PurePosixPath(rel).parent.as_posix()
-        if parent != "." and parent not in made:
-            self._make_dirs(parent)
-            made.add(parent)
-        try:
+    def _merge_into_place(
+        self, staged_dir: Path, rel_dir: str, *, pause_midway: bool = False
+    ) -> None:
+        """Move the staged tree into ``root/rel_dir``: a directory the root does not have
+        yet moves in one rename, an existing one is merged entry by entry."""
+        entries = sorted(os.scandir(staged_dir), key=lambda e: e.name)
+        half = max(1, len(entries) // 2)
+        for i, entry in enumerate(entries, 1):
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            target = self.root / rel
             try:
-                os.replace(staged, target)
-            except IsADirectoryError:
-                shutil.rmtree(target)  # checked before: it holds only files we installed
-                os.replace(staged, target)
-        except OSError as exc:
-            raise InstallError(f"cannot install {target}: {exc}", "io_error") from None
+                target_is_dir: bool | None = stat.S_ISDIR(os.lstat(target).st_mode)
+            except FileNotFoundError:
+                target_is_dir = None  # nothing there
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if target_is_dir:
+                        self._merge_into_place(Path(entry.path), rel)
+                    else:
+                        if target_is_dir is False:
+                            target.unlink()  # an old file where a directory goes (ours)
+                        os.rename(entry.path, target)
+                else:
+                    if target_is_dir:
+                        shutil.rmtree(target)  # checked before: holds only files we installed
+                    os.replace(entry.path, target)
+            except OSError as exc:
+                raise InstallError(f"cannot install {target}: {exc}", "io_error") from None
+            if pause_midway and i == half:
+                pause_point("move")
 
     def _make_dirs(self, rel_dir: str) -> None:
         current = self.root
@@ -813,7 +831,7 @@ class _Run:
                     self.result.warnings.append(f"could not remove {target}: {exc}")
             dirs.update(_parents(rel))
             if i == half:
-                test_pause("cleanup")
+                pause_point("cleanup")
         for rel_dir in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
             try:
                 os.rmdir(self.root / rel_dir)

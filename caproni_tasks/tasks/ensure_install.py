@@ -1,1 +1,234 @@
-"""Tasks of this area (being written)."""
+"""``invoke ensure`` (install), ``ensure.resolve`` and ``ensure.verify``.
+
+Thin: options and settings in, `caproni_tasks.packages` does the work, output out.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from caproni_tasks.tasks._common import fail, setting, setting_path
+
+if TYPE_CHECKING:
+    from caproni_tasks.packages.installer import Desired, InstallResult
+    from caproni_tasks.packages.pinning import EnsureSource
+    from caproni_tasks.packages.repository import Repository
+
+_COMMON_HELP = {
+    "ensure_file": "The ensure file (default: caproni.ensure_file, 'tools.ensure').",
+    "service_url": "Repository URL or directory, used when the file has no $ServiceURL "
+    "(default: caproni.service_url).",
+}
+
+
+@task(
+    default=True,
+    help={
+        **_COMMON_HELP,
+        "root": "Directory to install into (default: caproni.root, '.tools').",
+        "cache_dir": "Instance cache (default: caproni.cache_dir, else the user cache dir).",
+        "dry_run": "Print the plan and change nothing.",
+        "json": "Write the result (or the error) as CIPD-shaped JSON to this file.",
+        "jobs": "Parallel downloads and extractions (default: caproni.jobs, 4).",
+        "paranoid": "Override $ParanoidMode: NotParanoid, CheckPresence or CheckIntegrity.",
+        "lock_timeout": "Seconds to wait for another run on the same root (default 600).",
+    },
+)
+def install(
+    c: Context,
+    ensure_file: str | None = None,
+    root: str | None = None,
+    service_url: str | None = None,
+    cache_dir: str | None = None,
+    dry_run: bool = False,
+    json: str | None = None,
+    jobs: int = 0,
+    paranoid: str | None = None,
+    lock_timeout: int = 600,
+) -> None:
+    """Make the root match the ensure file: install, update, remove, repair packages."""
+    from caproni_tasks.packages.installer import Installer, InstallError
+    from caproni_tasks.packages.pinning import PinningError, desired_from
+    from caproni_tasks.packages.progress import make_reporter
+
+    json_path = Path(json).absolute() if json else None
+    try:
+        source = _load(c, ensure_file)
+        repository = _repository_factory(c, source, service_url)
+        desired = desired_from(source, repository)
+        mode = paranoid or source.file.paranoid_mode or "NotParanoid"
+        reporter = make_reporter()
+        try:
+            installer = Installer(
+                setting_path(c, "root", root),
+                _cache(c, cache_dir),
+                repository,
+                jobs=jobs or int(setting(c, "jobs") or 4),
+                reporter=reporter,
+                lock_timeout=float(lock_timeout),
+                on_lock_wait=lambda: _say_waiting(setting_path(c, "root", root), lock_timeout),
+            )
+            result = installer.ensure(desired, mode, dry_run=dry_run)
+        finally:
+            reporter.close()
+    except (PinningError, InstallError) as exc:
+        _write_json(json_path, {"error": str(exc), "error_code": exc.error_code})
+        fail(str(exc))
+    _report(result)
+    _write_json(json_path, {"result": _json_result(desired)})
+
+
+@task(help=_COMMON_HELP)
+def resolve(c: Context, ensure_file: str | None = None, service_url: str | None = None) -> None:
+    """Write the $ResolvedVersions file for every $VerifiedPlatform (the host if none)."""
+    from caproni_tasks.ensure import VersionsFile
+    from caproni_tasks.packages.pinning import (
+        PinningError,
+        RepositoryResolver,
+        resolve_all_platforms,
+    )
+    from caproni_tasks.packages.state import atomic_write_text
+
+    try:
+        source = _load(c, ensure_file)
+        target = source.versions_path
+        if target is None:
+            fail(
+                f"{source.path} has no $ResolvedVersions: add a line such as "
+                f"'$ResolvedVersions {source.path.stem}.versions' to its settings, then run "
+                "'invoke ensure.resolve' again"
+            )
+        resolver = RepositoryResolver(_repository_factory(c, source, service_url))
+        found = resolve_all_platforms(source, resolver)
+    except PinningError as exc:
+        fail(str(exc))
+    if found.errors:
+        fail("\n".join(found.errors))
+    versions = VersionsFile()
+    for (package, version), iid in sorted(found.entries.items()):
+        versions.add(package, version, iid)
+    text = versions.serialize()
+    try:
+        old = target.read_text(encoding="utf-8")
+    except OSError:
+        old = None
+    platforms = ", ".join(f"{o}-{a}" for o, a in source.platforms())
+    if old == text:
+        print(f"{target} is up to date ({len(found.entries)} entries; {platforms})")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, text)
+    print(f"wrote {target}: {len(found.entries)} entries for {platforms}")
+
+
+@task(help=_COMMON_HELP)
+def verify(c: Context, ensure_file: str | None = None, service_url: str | None = None) -> None:
+    """Check that every package resolves for every $VerifiedPlatform and that the
+    $ResolvedVersions file is current; installs nothing. Exit 1 otherwise."""
+    from caproni_tasks.packages.pinning import (
+        PinningError,
+        RepositoryResolver,
+        entries_of,
+        read_versions_file,
+        resolve_all_platforms,
+        stale_entries,
+    )
+
+    try:
+        source = _load(c, ensure_file)
+        resolver = RepositoryResolver(_repository_factory(c, source, service_url))
+        found = resolve_all_platforms(source, resolver)
+        problems = list(found.errors)
+        target = source.versions_path
+        if target is not None and not found.errors:
+            if not target.exists():
+                problems.append(
+                    f"{target} does not exist: run 'invoke ensure.resolve' to create it"
+                )
+            else:
+                stale = stale_entries(entries_of(read_versions_file(target)), found.entries)
+                if stale:
+                    problems.append(
+                        f"{target} is stale; run 'invoke ensure.resolve' to update it:\n  "
+                        + "\n  ".join(str(s) for s in stale)
+                    )
+    except PinningError as exc:
+        fail(str(exc))
+    if problems:
+        fail("\n".join(problems))
+    platforms = ", ".join(f"{o}-{a}" for o, a in source.platforms())
+    tail = f"; {target} is up to date" if target is not None else ""
+    print(f"{source.path}: every package resolves for {platforms}{tail}")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _load(c: Context, ensure_file: str | None) -> EnsureSource:
+    from caproni_tasks.packages.pinning import EnsureSource
+
+    return EnsureSource.load(setting_path(c, "ensure_file", ensure_file))
+
+
+def _repository_factory(c: Context, source: EnsureSource, cli_url: str | None) -> Any:
+    """A memoised opener: the repository is opened on first use only."""
+    from caproni_tasks.packages.pinning import open_repository_at
+
+    url, base = source.service_url(cli_url, setting(c, "service_url"))
+    opened: list[Repository] = []
+
+    def factory() -> Repository:
+        if not opened:
+            opened.append(open_repository_at(url, base))
+        return opened[0]
+
+    return factory
+
+
+def _cache(c: Context, override: str | None) -> Any:
+    from caproni_tasks.packages.cache import InstanceCache, default_cache_dir
+
+    if override or setting(c, "cache_dir"):
+        return InstanceCache(setting_path(c, "cache_dir", override))
+    return InstanceCache(default_cache_dir())
+
+
+def _say_waiting(root: Path, timeout: int) -> None:
+    print(
+        f"another 'invoke ensure' is working on {root}; waiting for it to finish "
+        f"(up to {timeout}s, --lock-timeout)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _report(result: InstallResult) -> None:
+    if result.dry_run:
+        for action in result.plan.actions:
+            print(f"would {action.describe()}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(result.summary())
+
+
+def _json_result(desired: list[Desired]) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for d in desired:
+        out.setdefault(d.subdir, []).append({"package": d.package, "instance_id": d.instance_id})
+    return out
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    import json as json_module
+
+    from caproni_tasks.packages.state import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json_module.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,259 @@
+"""From an ensure file to instance IDs: the repository, the versions file, every platform.
+
+The glue between the ensure-file language (`caproni_tasks.ensure`) and the installer,
+shared by ``invoke ensure``, ``ensure.resolve``, ``ensure.verify`` and ``invoke lint``:
+
+- which repository a file means (``$ServiceURL``, else the caller's fallbacks);
+- which resolver answers version questions: with ``$ResolvedVersions`` the versions
+  file and nothing else (no repository request at all), otherwise the repository;
+- resolving for the host or for every ``$VerifiedPlatform``, and comparing a fresh
+  resolution with the versions file on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from caproni_tasks.packages.installer import Desired
+
+if TYPE_CHECKING:
+    from caproni_tasks.ensure import EnsureFile, Pin, VersionsFile
+    from caproni_tasks.packages.repository import Repository
+
+__all__ = [
+    "EnsureSource",
+    "PinningError",
+    "RepositoryResolver",
+    "StaleEntry",
+    "desired_from",
+    "read_versions_file",
+    "resolve_all_platforms",
+    "stale_entries",
+]
+
+
+class PinningError(Exception):
+    """A problem with the ensure file, the versions file or resolving; never a traceback."""
+
+    def __init__(self, message: str, error_code: str = "bad_argument_error") -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+@dataclass
+class EnsureSource:
+    """A parsed ensure file and where relative names in it point."""
+
+    path: Path
+    text: str
+    file: EnsureFile
+
+    @classmethod
+    def load(cls, path: Path) -> EnsureSource:
+        from caproni_tasks.ensure import EnsureFileError, EnsureParseError, parse
+
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PinningError(
+                f"ensure file {path} does not exist (set --ensure-file or caproni.ensure_file)"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PinningError(f"cannot read ensure file {path}: {exc}", "io_error") from None
+        try:
+            parsed = parse(text, filename=str(path))
+        except EnsureParseError as exc:
+            raise PinningError(f"{path}:{exc.line}: {exc}") from None
+        except EnsureFileError as exc:
+            raise PinningError(f"{path}: {exc}") from None
+        return cls(path, text, parsed)
+
+    @property
+    def directory(self) -> Path:
+        return self.path.absolute().parent
+
+    @property
+    def versions_path(self) -> Path | None:
+        """The ``$ResolvedVersions`` file (relative to the ensure file's directory)."""
+        name = self.file.resolved_versions
+        if not name:
+            return None
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else self.directory / path
+
+    def service_url(self, cli: str | None, config: str | None) -> tuple[str, Path]:
+        """The repository URL and the directory a plain path in it is relative to.
+
+        ``$ServiceURL`` and ``caproni.service_url`` are relative to the ensure file's
+        directory; ``--service-url`` to the working directory, like every CLI path.
+        """
+        if self.file.service_url:
+            return self.file.service_url, self.directory
+        if cli:
+            return cli, Path.cwd()
+        if config:
+            return str(config), self.directory
+        raise PinningError(
+            f"no package repository for {self.path}: add '$ServiceURL <url>' to it, "
+            "pass --service-url, or set caproni.service_url in invoke.yaml"
+        )
+
+    def platforms(self) -> list[tuple[str, str]]:
+        """The distinct ``$VerifiedPlatform``s in declaration order, else the host's."""
+        from caproni_tasks.ensure import verified_platforms
+
+        return verified_platforms(self.file)
+
+
+def open_repository_at(url: str, base_dir: Path) -> Repository:
+    from caproni_tasks.packages.repository import RepositoryError, open_repository
+
+    try:
+        return open_repository(url, base_dir=base_dir)
+    except RepositoryError as exc:
+        raise PinningError(str(exc), exc.error_code) from None
+
+
+class RepositoryResolver:
+    """``(package, version) -> Pin`` through a repository, each pair asked once.
+
+    Remembers the error code of the first repository failure so a failed resolve is
+    reported with the code the repository gave (backend unavailable vs bad version).
+    """
+
+    def __init__(self, repository: Callable[[], Repository]) -> None:
+        self._repository = repository
+        self._lock = threading.Lock()
+        self._repo: Repository | None = None
+        self.error_code: str | None = None
+
+    def __call__(self, package: str, version: str) -> Pin:
+        from caproni_tasks.ensure import Pin
+        from caproni_tasks.packages.repository import RepositoryError
+
+        with self._lock:
+            if self._repo is None:
+                self._repo = self._repository()
+            repo = self._repo
+        try:
+            return Pin(package, repo.resolve_version(package, version))
+        except RepositoryError as exc:
+            with self._lock:
+                self.error_code = self.error_code or exc.error_code
+            raise
+
+
+def read_versions_file(path: Path) -> VersionsFile:
+    from caproni_tasks.ensure import EnsureFileError, parse_versions_file
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PinningError(
+            f"versions file {path} does not exist: run 'invoke ensure.resolve' to create it",
+            "bad_argument_error",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PinningError(f"cannot read versions file {path}: {exc}", "io_error") from None
+    try:
+        return parse_versions_file(text)
+    except EnsureFileError as exc:
+        raise PinningError(f"{path}: {exc}") from None
+
+
+def desired_from(source: EnsureSource, repository: Callable[[], Repository]) -> list[Desired]:
+    """Resolve for the host: the packages the root should hold.
+
+    With ``$ResolvedVersions`` every version comes from that file; the repository is
+    never asked about versions.
+    """
+    from caproni_tasks.ensure import EnsureFileError
+
+    versions_path = source.versions_path
+    resolver: Callable[[str, str], Pin]
+    repo_resolver: RepositoryResolver | None = None
+    if versions_path is not None:
+        resolver = read_versions_file(versions_path).resolve
+    else:
+        repo_resolver = RepositoryResolver(repository)
+        resolver = repo_resolver
+    try:
+        resolved = source.file.resolve(resolver)
+    except EnsureFileError as exc:
+        code = (repo_resolver.error_code if repo_resolver else None) or "invalid_version_error"
+        raise PinningError(f"{source.path}: {exc}", code) from None
+    desired = [
+        Desired(subdir, pin.package, pin.instance_id)
+        for subdir, pins in sorted(resolved.packages_by_subdir.items())
+        for pin in pins
+    ]
+    return desired
+
+
+@dataclass
+class PlatformResolution:
+    """What resolving every platform produced: entries for a versions file, and errors."""
+
+    entries: dict[tuple[str, str], str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def resolve_all_platforms(
+    source: EnsureSource, resolve: Callable[[str, str], Pin]
+) -> PlatformResolution:
+    """Resolve for every platform, recording each (package, version) -> instance ID asked.
+
+    Instance-ID versions need no entry. Errors are worded as the original client's
+    (``when resolving <os>-<arch>: …``).
+    """
+    from caproni_tasks.ensure import EnsureFileError, resolve_for_platforms
+
+    result = PlatformResolution()
+    lock = threading.Lock()
+
+    def recording(package: str, version: str) -> Pin:
+        pin = resolve(package, version)
+        with lock:
+            result.entries[(package, version)] = pin.instance_id
+        return pin
+
+    try:
+        resolve_for_platforms(source.file, recording)
+    except EnsureFileError as exc:
+        result.errors.append(f"{source.path}: {exc}")
+    return result
+
+
+@dataclass(frozen=True)
+class StaleEntry:
+    package: str
+    version: str
+    recorded: str | None  # in the versions file
+    current: str | None  # from the repository
+
+    def __str__(self) -> str:
+        if self.recorded is None:
+            return f"{self.package} {self.version}: missing (resolves to {self.current})"
+        if self.current is None:
+            return f"{self.package} {self.version}: not used by the ensure file any more"
+        return f"{self.package} {self.version}: {self.recorded} is stale, now {self.current}"
+
+
+def stale_entries(
+    recorded: dict[tuple[str, str], str], current: dict[tuple[str, str], str]
+) -> list[StaleEntry]:
+    out = []
+    for key in sorted(set(recorded) | set(current)):
+        a, b = recorded.get(key), current.get(key)
+        if a != b:
+            out.append(StaleEntry(key[0], key[1], a, b))
+    return out
+
+
+def entries_of(versions: VersionsFile) -> dict[tuple[str, str], str]:
+    """(package, version) -> instance ID of a parsed versions file."""
+    return dict(versions.entries)
