@@ -71,7 +71,7 @@ GLOBS = ListOf(Text(nonempty=True), description="Glob patterns relative to the d
 READY = Struct(
     {
         "tcp": Field(
-            Integer(1, 65535, description="Ready once this port on 127.0.0.1 accepts connections.")
+            Integer(1, 65535, description="Ready once this port on localhost accepts connections.")
         ),
         "http": Field(HttpUrl(description="Ready once a GET of this URL answers 2xx or 3xx.")),
         "log": Field(
