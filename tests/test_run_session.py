@@ -1,0 +1,218 @@
+"""`invoke run` as users run it: a real subprocess, real signals, `status` and `clean`
+from other processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_processes import pid_alive, read_pid, wait_until
+
+pytestmark = [pytest.mark.timeout(90)]
+
+TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
+
+DAEMON_PY = textwrap.dedent(
+    """
+    import os, sys, time
+    # Double fork: the daemon's parent exits at once, so the daemon is re-parented.
+    if os.fork() == 0:
+        os.setsid()
+        open("daemon.pid", "w").write(str(os.getpid()))
+        time.sleep(300)
+        sys.exit(0)
+    """
+)
+
+CONFIG = """\
+version: 2
+reloaders:
+  app:
+    type: process
+    process:
+      processes:
+        tree:
+          command: sleep 300 & echo $$! > gc.pid; echo tree-up; wait
+        daemon:
+          command: python3 daemon.py; echo daemon-up; exec sleep 300
+        stubborn:
+          command: trap '' TERM; echo stubborn-up; while :; do sleep 0.1; done
+          stop_timeout: 1
+"""
+
+
+class Session:
+    """An `invoke run` subprocess in a project directory, with its output in a file."""
+
+    def __init__(self, project: Path, env: dict[str, str]) -> None:
+        self.project = project
+        self.env = env
+        self.log = project / "run.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def invoke(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "invoke", "run", *args],
+                cwd=self.project,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self.proc
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def status(self) -> dict[str, Any]:
+        result = self.invoke("status", "--json")
+        assert result.returncode == 0, result.stderr
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        return {
+            p["name"]: p for reloader in self.status()["reloaders"] for p in reloader["processes"]
+        }
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        from caproni_tasks.reloader.session import clean_session
+
+        clean_session(self.project / "caproni.yaml", grace=0.5)
+
+
+@pytest.fixture
+def session(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Session]:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "tasks.py").write_text(TASKS_PY)
+    (project / "daemon.py").write_text(DAEMON_PY)
+    (project / "caproni.yaml").write_text(CONFIG)
+    subprocess_env = dict(subprocess_env)
+    subprocess_env["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), subprocess_env.get("PATH", "")]
+    )
+    running = Session(project, subprocess_env)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _all_up(session: Session) -> bool:
+    out = session.output
+    return all(f"{name}-up" in out for name in ("tree", "daemon", "stubborn"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_stop_signal_leaves_no_process_behind(session: Session, signum: int) -> None:
+    proc = session.start()
+    wait_until(lambda: _all_up(session), 30)
+    project = session.project
+    grandchild = wait_until(lambda: read_pid(project / "gc.pid"))
+    daemon = wait_until(lambda: read_pid(project / "daemon.pid"))
+    leaders = [p["pid"] for p in session.processes().values()]
+    assert len(leaders) == 3 and all(leaders)
+    everyone = [*leaders, grandchild, daemon]
+    assert all(pid_alive(p) for p in everyone)
+
+    proc.send_signal(signum)
+    assert proc.wait(30) == 0, session.output
+    survivors = [p for p in everyone if pid_alive(p)]
+    assert survivors == [], session.output
+    out = session.output
+    assert f"{signal.Signals(signum).name}: stopping every process" in out
+    assert "did not stop within 1s of SIGTERM; killing" in out  # the stubborn one
+    assert session.status()["session"]["state"] == "none"
+
+
+def test_status_while_running_then_stale_after_sigkill_then_clean(session: Session) -> None:
+    before = session.invoke("status")
+    assert before.returncode == 0 and "session: not running" in before.stdout
+
+    proc = session.start()
+    wait_until(lambda: _all_up(session), 30)
+    data = session.status()
+    assert data["session"]["state"] == "running"
+    assert data["session"]["pid"] == proc.pid
+    procs = session.processes()
+    assert {p["state"] for p in procs.values()} == {"ready"}
+    table = session.invoke("status").stdout
+    assert "session: running" in table
+    assert "stubborn" in table and "ready" in table
+
+    # A second session for the same config is refused while this one runs.
+    second = session.invoke("run")
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    pids = [p["pid"] for p in procs.values()]
+    grandchild = read_pid(session.project / "gc.pid")
+    assert grandchild and pid_alive(grandchild)
+    stale = session.status()
+    assert stale["session"]["state"] == "stale"
+    assert {p["state"] for r in stale["reloaders"] for p in r["processes"]} == {"orphaned"}
+    assert "stale" in session.invoke("status").stdout
+
+    cleaned = session.invoke("clean")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "leftover processes" in cleaned.stdout
+    assert "removed the state of a stale session" in cleaned.stdout
+    wait_until(lambda: not any(pid_alive(p) for p in [*pids, grandchild]), 15)
+    assert session.status()["session"]["state"] == "none"
+    again = session.invoke("clean")
+    assert "nothing to clean" in again.stdout
+
+
+def test_run_refuses_a_config_with_errors(session: Session) -> None:
+    (session.project / "caproni.yaml").write_text(
+        "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
+        "        web:\n          command: true\n          restart: sometimes\n"
+    )
+    result = session.invoke("run")
+    assert result.returncode == 1
+    assert "caproni.yaml:9" in result.stdout
+    assert "refusing to start" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_run_only_names_unknown_reloader(session: Session) -> None:
+    result = session.invoke("run", "--only", "nope")
+    assert result.returncode == 2
+    assert "no reloader named nope (reloaders: app)" in result.stderr
+
+
+def test_run_exits_when_every_process_ended_for_good(session: Session) -> None:
+    (session.project / "caproni.yaml").write_text(
+        "version: 2\nreloaders:\n  once:\n    type: process\n    process:\n      processes:\n"
+        "        job:\n          command: echo job-done\n"
+    )
+    result = session.invoke("run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "job-done" in result.stdout
