@@ -144,3 +144,13 @@ def test_schema_task_in_a_project(
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["title"] == "caproni.yaml"
+
+
+def test_published_schema_is_current() -> None:
+    """docs/caproni.schema.json (referenced by the examples' modelines) must not drift."""
+    published = REPO / "docs" / "caproni.schema.json"
+    if not published.exists():
+        pytest.skip("docs/caproni.schema.json is not published in this checkout")
+    assert json.loads(published.read_text()) == json_schema(), (
+        "regenerate it: invoke schema --output docs/caproni.schema.json"
+    )

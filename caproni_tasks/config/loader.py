@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from caproni_tasks.config.model import CaproniConfig
-from caproni_tasks.config.schema import IGNORED_KEYS, OVERLAY_NAME_SUFFIX, ROOT
 from caproni_tasks.diagnostics import Diagnostic, Severity, has_errors
 
 __all__ = ["LoadResult", "load_config", "load_text", "overlay_path"]
+
+#: ``caproni.yaml`` → ``caproni.local.yaml``.
+OVERLAY_NAME_SUFFIX = ".local"
 
 
 @dataclass
@@ -72,6 +74,7 @@ def load_text(
     """Load from texts already read (``path`` names the main file; nothing is read)."""
     from caproni_tasks.config.build import Builder
     from caproni_tasks.config.cache import cache_key, read_cached, write_cached
+    from caproni_tasks.config.schema import ROOT
     from caproni_tasks.config.strict import Checker
     from caproni_tasks.config.yamldoc import Document, parse_yaml
 
@@ -157,6 +160,8 @@ def _read(path: Path, name: str, result: LoadResult, *, required: bool) -> str |
 
 
 def _ignored_notice(doc: Any, result: LoadResult) -> tuple[str, ...]:
+    from caproni_tasks.config.schema import IGNORED_KEYS
+
     present = [key for key in doc.root if key in IGNORED_KEYS]
     if not present:
         return ()

@@ -28,7 +28,6 @@ from caproni_tasks.config.spec import (
 __all__ = [
     "IGNORED_KEYS",
     "KIND_SECTIONS",
-    "OVERLAY_NAME_SUFFIX",
     "RESTART_POLICIES",
     "ROOT",
 ]
@@ -38,9 +37,6 @@ RESTART_POLICIES = ("always", "on-failure", "never")
 #: Top-level keys of real Caproni files that belong to cluster management: accepted,
 #: ignored, and mentioned once in a notice.
 IGNORED_KEYS = ("cluster", "deployers", "extends", "lifecycle_hooks")
-
-#: ``caproni.yaml`` → ``caproni.local.yaml``.
-OVERLAY_NAME_SUFFIX = ".local"
 
 ENTRY_NAME = Text(
     pattern=r"[A-Za-z0-9_][A-Za-z0-9_-]*",

@@ -207,8 +207,15 @@ class SignalName(Scalar):
 
     @staticmethod
     def names() -> tuple[str, ...]:
-        full = [n for n in _signal_names() if not n.startswith("SIG_")]
-        return tuple(full) + tuple(n[3:] for n in full)
+        """Portable names (Linux and macOS), for the JSON Schema's completion list."""
+        return tuple(f"SIG{name}" for name in PORTABLE_SIGNALS) + PORTABLE_SIGNALS
+
+
+#: POSIX signals every supported platform has; the loader accepts any the host knows.
+PORTABLE_SIGNALS = tuple(
+    "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM CHLD CONT "
+    "STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO SYS".split()
+)
 
 
 @dataclass(frozen=True)

@@ -91,15 +91,16 @@ def unchecked() -> Any:
     return _validator_classes()["Unchecked"]()
 
 
-_compiled: dict[int, Any] = {}
+#: id(node) → (node, validator); holding the node keeps its id from being reused.
+_compiled: dict[int, tuple[Node, Any]] = {}
 
 
 def compile_node(node: Node) -> Any:
     """The strictyaml validator for ``node`` (isolated entries become placeholders)."""
     cached = _compiled.get(id(node))
-    if cached is None:
-        cached = _compiled[id(node)] = _compile(node)
-    return cached
+    if cached is None or cached[0] is not node:
+        cached = _compiled[id(node)] = (node, _compile(node))
+    return cached[1]
 
 
 def _compile(node: Node) -> Any:
@@ -242,6 +243,13 @@ class Checker:
     def _reloader(self, node: Reloader, data: dict[str, Any], path: YamlPath) -> Any:
         kind = str(data.get("type", ""))
         valid = True
+        if kind in node.fields:
+            self.error(
+                (*path, "type"),
+                "invalid-value",
+                f"'{kind}' cannot be a reloader type: it is one of the reloader's own keys",
+            )
+            return INVALID
         for key in list(data):
             if key in node.fields:
                 continue
