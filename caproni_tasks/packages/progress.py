@@ -40,6 +40,13 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def _done_line(verb: str, subject: str, nbytes: int, start: float) -> str:
+    elapsed = max(time.monotonic() - start, 1e-6)
+    speed = human_bytes(nbytes / elapsed)
+    past = _PAST.get(verb, verb)
+    return f"{past} {subject}: {human_bytes(nbytes)} in {elapsed:.1f}s ({speed}/s)"
+
+
 class _PlainTransfer:
     def __init__(self, out: PlainReporter, verb: str, subject: str) -> None:
         self._out = out
@@ -52,10 +59,7 @@ class _PlainTransfer:
         self._bytes += nbytes
 
     def done(self) -> None:
-        elapsed = max(time.monotonic() - self._start, 1e-6)
-        size = human_bytes(self._bytes)
-        speed = human_bytes(self._bytes / elapsed)
-        self._out.line(f"{self._verb} {self._subject}: {size} in {elapsed:.1f}s ({speed}/s)")
+        self._out.line(_done_line(self._verb, self._subject, self._bytes, self._start))
 
 
 _PAST = {"fetching": "fetched", "extracting": "extracted"}
@@ -84,57 +88,80 @@ class PlainReporter:
     def transfer(self, verb: str, subject: str, total: int | None, *, log: bool = True) -> Transfer:
         if not log:
             return _SilentTransfer()
-        return _PlainTransfer(self, _PAST.get(verb, verb), subject)
+        return _PlainTransfer(self, verb, subject)
 
     def close(self) -> None:
         self._stream.flush()
 
 
 class _RichTransfer:
-    def __init__(self, progress: Any, task_id: Any) -> None:
-        self._progress = progress
+    def __init__(self, owner: RichReporter, task_id: Any, verb: str, subject: str, log: bool):
+        self._owner = owner
         self._task_id = task_id
+        self._verb = verb
+        self._subject = subject
+        self._log = log
+        self._bytes = 0
+        self._start = time.monotonic()
 
     def advance(self, nbytes: int) -> None:
-        self._progress.update(self._task_id, advance=nbytes)
+        self._bytes += nbytes
+        self._owner.progress().update(self._task_id, advance=nbytes)
 
     def done(self) -> None:
-        task = self._progress.tasks[self._task_id]
-        self._progress.update(self._task_id, total=task.completed, completed=task.completed)
+        """Drop the finished bar; what it did stays on screen as one line."""
+        self._owner.progress().remove_task(self._task_id)
+        if self._log:
+            self._owner.line(_done_line(self._verb, self._subject, self._bytes, self._start))
 
 
 class RichReporter:
-    """Progress bars with bytes and speed, one per download or extraction."""
+    """Live progress bars (bytes, speed) for running transfers, lines for finished ones.
+
+    rich is imported and the live display started on the first transfer only, so a
+    run with nothing to transfer costs nothing extra on a terminal either.
+    """
 
     def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        self._progress: Any = None
+        self._lock = threading.Lock()
 
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self._progress.start()
+    def progress(self) -> Any:
+        with self._lock:
+            if self._progress is None:
+                from rich.progress import (
+                    BarColumn,
+                    DownloadColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                    TransferSpeedColumn,
+                )
+
+                self._progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    transient=True,
+                )
+                self._progress.start()
+            return self._progress
 
     def line(self, text: str) -> None:
-        self._progress.console.print(text, markup=False, highlight=False)
+        if self._progress is None:
+            print(text, flush=True)
+        else:
+            self._progress.console.print(text, markup=False, highlight=False)
 
     def transfer(self, verb: str, subject: str, total: int | None, *, log: bool = True) -> Transfer:
-        task_id = self._progress.add_task(f"{verb} {subject}", total=total)
-        return _RichTransfer(self._progress, task_id)
+        task_id = self.progress().add_task(f"{verb} {subject}", total=total)
+        return _RichTransfer(self, task_id, verb, subject, log)
 
     def close(self) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
 
 
 def make_reporter(stream: TextIO | None = None) -> Reporter:
