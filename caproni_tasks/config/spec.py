@@ -57,6 +57,10 @@ class Scalar(Node):
     def parse(self, text: str) -> object:
         return text
 
+    def describe(self) -> str:
+        """What is expected, for messages about a mapping or list in its place."""
+        return self.what
+
 
 @dataclass(frozen=True)
 class Text(Scalar):
@@ -91,6 +95,9 @@ class Integer(Scalar):
         ):
             raise ValueError(f"expected {self._range()}; found {value}")
         return value
+
+    def describe(self) -> str:
+        return self._range()
 
     def _range(self) -> str:
         if self.minimum is not None and self.maximum is not None:
@@ -136,6 +143,9 @@ class Boolean(Scalar):
 class Choice(Scalar):
     values: tuple[str, ...] = ()
     what: ClassVar[str] = "one of a list of words"
+
+    def describe(self) -> str:
+        return f"one of {', '.join(self.values)}"
 
     def parse(self, text: str) -> object:
         if text not in self.values:
@@ -212,9 +222,10 @@ class SignalName(Scalar):
 
 
 #: POSIX signals every supported platform has; the loader accepts any the host knows.
-PORTABLE_SIGNALS = tuple(
-    "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM CHLD CONT "
-    "STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO SYS".split()
+PORTABLE_SIGNALS: tuple[str, ...] = (
+    *("HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV"),
+    *("USR2", "PIPE", "ALRM", "TERM", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU"),
+    *("URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "SYS"),
 )
 
 

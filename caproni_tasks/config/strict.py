@@ -2,7 +2,7 @@
 
 The spec compiles to strictyaml validators. strictyaml stops at the first error, so
 entries marked ``isolate`` (each repository, reloader, process) compile to a
-placeholder and are validated one by one: a typo in one process does not hide a typo
+stand-in and are validated one by one: a typo in one process does not hide a typo
 in the next. Errors are located through the tree's own line/column data (strictyaml's
 ``problem_mark`` re-renders the document and is wrong for flow style) and reworded
 from the spec, so they say what was expected.
@@ -64,7 +64,7 @@ def _validator_classes() -> dict[str, type]:
             return None
 
     class Deferred(Validator):  # type: ignore[misc]
-        """Accepts anything and leaves a placeholder: validated on its own later."""
+        """Accepts anything and leaves a marker: validated on its own later."""
 
         def __call__(self, chunk: Any) -> Any:
             return YAML(DEFERRED)
@@ -75,7 +75,7 @@ def _validator_classes() -> dict[str, type]:
 
         @property
         def rule_description(self) -> str:
-            return self._node.what
+            return self._node.describe()
 
         def validate_scalar(self, chunk: Any) -> object:
             try:
@@ -96,7 +96,7 @@ _compiled: dict[int, tuple[Node, Any]] = {}
 
 
 def compile_node(node: Node) -> Any:
-    """The strictyaml validator for ``node`` (isolated entries become placeholders)."""
+    """The strictyaml validator for ``node`` (isolated entries become markers)."""
     cached = _compiled.get(id(node))
     if cached is None or cached[0] is not node:
         cached = _compiled[id(node)] = (node, _compile(node))
@@ -137,7 +137,7 @@ def _key(name: str, required: bool) -> Any:
 
 def expected(node: Node) -> str:
     if isinstance(node, Scalar):
-        return node.what
+        return node.describe()
     if isinstance(node, ListOf):
         return "a list (one '- item' per line, or [a, b])"
     if isinstance(node, Struct) and node.fields:
@@ -328,11 +328,14 @@ class Checker:
             found = problem.removeprefix("found ")
             contents = exc._chunk.contents
             if isinstance(contents, str) and contents.strip():
-                found = f"{str(contents)!r}"
+                found = _quoted(str(contents))
             else:
                 found = _FOUND.get(found, found)
             wanted = expected(node) if node is not None else context.removeprefix("when expecting ")
-            self.error(path, "wrong-type", f"expected {wanted}; found {found}", key=at_key)
+            hint = ""
+            if isinstance(node, Struct | MapOf) and isinstance(contents, str) and ": " in contents:
+                hint = " (indent the keys below it further to make them its mapping)"
+            self.error(path, "wrong-type", f"expected {wanted}; found {found}{hint}", key=at_key)
         else:
             self.error(path, "invalid-value", f"{context}: {problem}".strip(": "), key=at_key)
 
@@ -350,6 +353,14 @@ def _node_at(root: Node, steps: list[str | int]) -> Node | None:
         else:
             return None
     return node
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    """A found value for a message: its first line, shortened."""
+    first = text.strip().split("\n", 1)[0]
+    if len(first) > limit or "\n" in text.strip():
+        return repr(first[:limit].rstrip() + "…")
+    return repr(first)
 
 
 def _did_you_mean(name: str, choices: list[str]) -> str:

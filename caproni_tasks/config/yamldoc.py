@@ -82,7 +82,10 @@ def _syntax_diagnostic(exc: Any, name: str) -> Diagnostic:
         mark = exc.context_mark or mark
     else:
         context = str(exc.context or "").strip()
-        message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+        if problem.startswith("but ") and context:
+            message = f"invalid YAML: {context}, {problem}"
+        else:
+            message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
     line = mark.line + 1 if mark is not None else 0
     column = mark.column + 1 if mark is not None else 0
     return Diagnostic.error(name, line, column, "yaml-syntax", message)
