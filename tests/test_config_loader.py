@@ -498,3 +498,21 @@ def test_load_from_a_relative_path_reports_relative_names(
     result = load_config(Path("caproni.yaml"))
     assert [d.location for d in result.diagnostics] == ["caproni.yaml:2:1"]
     assert list(result.sources) == ["caproni.yaml"]
+
+
+def test_the_documented_examples_load() -> None:
+    import re
+
+    from caproni_tasks.config import load_text
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "config.md").read_text(), re.S)
+    main = blocks[0]
+    (overlay,) = [b for b in blocks if b.startswith("# caproni.local.yaml")]
+    result = load_text(Path("/project/caproni.yaml"), main, overlay)
+    assert result.config is not None, result.diagnostics
+    assert result.config.variables["LOG_LEVEL"] == "trace"
+    assert result.config.reloaders["web"].edit_mode is True
+    server = processes(result, "api")["server"]
+    assert server.watch == ("src/**",)
+    assert server.directory == Path("/project/repos/api")
+    assert processes(result, "api")["worker"].depends_on == (ProcessRef("api", "server"),)
