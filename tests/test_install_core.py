@@ -419,3 +419,21 @@ def test_interrupted_install_is_redone(
     assert tree(root) == {"a": "1", "old": "o"}
     assert list((root / ".cipd/tmp").iterdir()) == []
     assert installer.plan([Desired("", "tools/a", v1)], "CheckIntegrity").is_noop
+
+
+def test_repair_never_deletes_user_files_in_the_way(
+    repo_dir: Path, root: Path, make_installer: Callable[..., tuple[Installer, CountingRepository]]
+) -> None:
+    iid = publish(repo_dir, "tools/a", {"bin/a": "pkg"})
+    installer, _ = make_installer()
+    want = [Desired("", "tools/a", iid)]
+    installer.ensure(want)
+    (root / "bin/a").unlink()
+    (root / "bin/a").mkdir()
+    (root / "bin/a/mine.txt").write_text("mine")
+    with pytest.raises(InstallError, match=r"bin/a \(a directory holding bin/a/mine.txt"):
+        installer.ensure(want, "CheckPresence")
+    assert (root / "bin/a/mine.txt").read_text() == "mine"
+    shutil.rmtree(root / "bin/a")
+    installer.ensure(want, "CheckPresence")
+    assert tree(root) == {"bin/": "", "bin/a": "pkg"}

@@ -255,7 +255,7 @@ class Installer:
         plan = self.plan(desired, paranoid, state)
         if dry_run:
             return InstallResult(plan, list(desired), dry_run=True)
-        if plan.is_noop and paranoid == "NotParanoid" and not state.has_leftovers():
+        if plan.is_noop and not state.has_leftovers():
             return InstallResult(plan, list(desired))
         from caproni_tasks.packages.locking import FileLock, LockTimeoutError
 
@@ -585,11 +585,15 @@ class _Run:
             owned.update(slot.owned_paths())
         conflicts: list[str] = []
         seen_dirs: dict[str, bool] = {}
-        for identity, files in new_files.items():
-            for p in files:
+        writes: list[tuple[str, Iterable[str]]] = [
+            (identity[1], files) for identity, files in new_files.items()
+        ]
+        writes += [(a.package, a.paths) for a in actions if a.kind is ActionKind.REPAIR]
+        for package, paths in writes:
+            for p in paths:
                 problem = self._unmanaged(p, owned, seen_dirs)
                 if problem is not None:
-                    conflicts.append(f"{p} ({problem}; wanted by {identity[1]})")
+                    conflicts.append(f"{p} ({problem}; wanted by {package})")
         if conflicts:
             shown = "\n  ".join(conflicts[:20])
             more = f"\n  … and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
@@ -614,20 +618,20 @@ class _Run:
                 seen_dirs[parent] = ok
             if not ok:
                 return f"{parent} exists and is not a directory"
-        if p in owned:
-            return None
         try:
             st = os.lstat(self.root / p)
         except (FileNotFoundError, NotADirectoryError):
             return None
         if stat.S_ISDIR(st.st_mode):
-            for dirpath, _dirs, names in os.walk(self.root / p):
-                for name in names:
+            # Replaced by a file only if everything in it is ours (whoever owned the path).
+            for dirpath, dirs, names in os.walk(self.root / p):
+                links = [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
+                for name in [*names, *links]:
                     rel = Path(dirpath, name).relative_to(self.root).as_posix()
                     if rel not in owned:
                         return f"a directory holding {rel}"
             return None
-        return "exists"
+        return None if p in owned else "exists"
 
     # stage --------------------------------------------------------------------------
 
