@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from caproni_tasks.config.expand import Reference, TemplateError, expand_variables
+from caproni_tasks.config.graph import cycles
 from caproni_tasks.config.model import (
     CaproniConfig,
     KindSettings,
@@ -409,80 +410,13 @@ class Builder:
         graph: Mapping[ProcessRef, tuple[ProcessRef, ...]],
         edge_at: Mapping[ProcessRef, YamlPath],
     ) -> None:
-        for cycle in _cycles(graph):
+        for cycle in cycles(graph):
             shown = " -> ".join(str(ref) for ref in [*cycle, cycle[0]])
             self.error(
                 self.at(edge_at[cycle[0]]),
                 "dependency-cycle",
                 f"dependency cycle: {shown}",
             )
-
-
-def _cycles(graph: Mapping[ProcessRef, tuple[ProcessRef, ...]]) -> list[list[ProcessRef]]:
-    """One cycle per strongly connected component that has one (Tarjan), in file order."""
-    index: dict[ProcessRef, int] = {}
-    low: dict[ProcessRef, int] = {}
-    stack: list[ProcessRef] = []
-    on_stack: set[ProcessRef] = set()
-    components: list[list[ProcessRef]] = []
-
-    def visit(node: ProcessRef) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in graph.get(node, ()):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                top = stack.pop()
-                on_stack.discard(top)
-                component.append(top)
-                if top == node:
-                    break
-            components.append(component)
-
-    for node in graph:
-        if node not in index:
-            visit(node)
-    order = {node: i for i, node in enumerate(graph)}
-    cycles = []
-    for component in components:
-        members = set(component)
-        start = min(component, key=lambda n: order.get(n, len(order)))
-        if len(component) == 1 and start not in graph.get(start, ()):
-            continue
-        cycles.append(_walk_cycle(start, members, graph))
-    cycles.sort(key=lambda c: order.get(c[0], len(order)))
-    return cycles
-
-
-def _walk_cycle(
-    start: ProcessRef, members: set[ProcessRef], graph: Mapping[ProcessRef, tuple[ProcessRef, ...]]
-) -> list[ProcessRef]:
-    """A path inside one component from ``start`` back to it (breadth-first: shortest)."""
-    previous: dict[ProcessRef, ProcessRef] = {}
-    frontier = [start]
-    while frontier:
-        following: list[ProcessRef] = []
-        for node in frontier:
-            for nxt in graph.get(node, ()):
-                if nxt not in members:
-                    continue
-                if nxt == start:
-                    path = [node]
-                    while path[-1] != start:
-                        path.append(previous[path[-1]])
-                    return list(reversed(path))
-                if nxt not in previous:
-                    previous[nxt] = node
-                    following.append(nxt)
-        frontier = following
-    return [start]
 
 
 def _entries(raw: Any, keep_invalid: bool = False) -> list[tuple[str, Any]]:
