@@ -401,3 +401,20 @@ def test_service_url_and_root_from_options(
     assert done.returncode == 0, done.stderr
     assert tree(project / "out") == EXPECTED_V1
     assert (project / "c" / iid).exists()
+
+
+def test_each_instance_is_fetched_once_and_bad_files_are_reported(
+    project: Path, repo_dir: Path, server: StaticServer, subprocess_env: dict[str, str]
+) -> None:
+    iid = publish(repo_dir, "tools/main", V1, refs=["latest"])
+    write_ensure(project, server.url, "tools/main latest", "@Subdir copy", "tools/main latest")
+    done = invoke(project, subprocess_env, "ensure", "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    assert server.count(f"/tools/main/@instances/{iid}") == 1
+    assert tree(project / ".tools/copy") == EXPECTED_V1
+
+    (project / "tools.ensure").write_text("$ServiceURL file:///x\n$Bogus 1\n")
+    done = invoke(project, subprocess_env, "ensure")
+    assert done.returncode == 1
+    assert f"{project / 'tools.ensure'}:2: " in done.stderr
+    assert "Traceback" not in done.stderr

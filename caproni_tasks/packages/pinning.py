@@ -67,7 +67,7 @@ class EnsureSource:
         try:
             parsed = parse(text, filename=str(path))
         except EnsureParseError as exc:
-            raise PinningError(f"{path}:{exc.line}: {exc}") from None
+            raise PinningError(f"{path}:{exc.line}: {exc.message}") from None
         except EnsureFileError as exc:
             raise PinningError(f"{path}: {exc}") from None
         return cls(path, text, parsed)
