@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from caproni_tasks.ensure.errors import (
     EnsureFileError,
@@ -32,11 +31,12 @@ from caproni_tasks.ensure.template import (
 )
 from caproni_tasks.ensure.validation import (
     Pin,
-    is_instance_id,
+    is_valid_package_name,
     service_url_problem,
     validate_package_name,
     validate_subdir,
     validate_version,
+    version_kind,
 )
 
 __all__ = [
@@ -54,14 +54,9 @@ SLOW_LOOKUP_SECONDS = 0.002
 MAX_LOOKUP_THREADS = 8
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
-    """A package line that survived expansion and checks."""
-
-    subdir: str
-    package: str
-    version: str
-    line: int
+#: A package line that survived expansion and checks:
+#: (expanded subdir, expanded package, version, line, version is an instance ID).
+_Line = tuple[str, str, str, int, bool]
 
 
 def _expand_lines(
@@ -78,6 +73,7 @@ def _expand_lines(
         problems.append(error)
 
     lines: list[_Line] = []
+    kinds: dict[str, object] = {}  # version -> version_kind(version), checked once each
     for raw_subdir in sorted(file.packages_by_subdir):
         subdir_line = file.subdir_lines.get(raw_subdir, 0)
         try:
@@ -117,36 +113,45 @@ def _expand_lines(
                     )
                 )
                 continue
-            try:
-                validate_package_name(package)
-            except ValidationError as err:
-                report(
-                    ResolveError(
-                        f"bad package name (line {line}): {err}",
-                        code="bad-package-name",
-                        line=line,
-                        subject=definition.template,
+            if not is_valid_package_name(package):
+                try:
+                    validate_package_name(package)
+                except ValidationError as err:
+                    report(
+                        ResolveError(
+                            f"bad package name (line {line}): {err}",
+                            code="bad-package-name",
+                            line=line,
+                            subject=definition.template,
+                        )
                     )
-                )
                 continue
-            try:
-                validate_version(definition.version)
-            except ValidationError as err:
-                report(
-                    ResolveError(
-                        f"bad package version (line {line}): {err}",
-                        code="bad-version",
-                        line=line,
-                        subject=definition.version,
+            version = definition.version
+            kind = kinds.get(version, _UNKNOWN)
+            if kind is _UNKNOWN:
+                kind = kinds[version] = version_kind(version)
+            if kind is None:
+                try:
+                    validate_version(version)
+                except ValidationError as err:
+                    report(
+                        ResolveError(
+                            f"bad package version (line {line}): {err}",
+                            code="bad-version",
+                            line=line,
+                            subject=version,
+                        )
                     )
-                )
                 continue
-            lines.append(_Line(subdir, package, definition.version, line))
+            lines.append((subdir, package, version, line, kind == "instance_id"))
     return lines
 
 
+_UNKNOWN = object()
+
+
 def _lookup_all(
-    keys: Iterable[tuple[str, str]], resolver: Resolver
+    lines: Iterable[_Line], resolver: Resolver
 ) -> dict[tuple[str, str], Pin | BaseException]:
     """Resolve each distinct (package, version) once.
 
@@ -155,13 +160,14 @@ def _lookup_all(
     repository), the remaining ones run on a thread pool.
     """
     results: dict[tuple[str, str], Pin | BaseException] = {}
-    pending: list[tuple[str, str]] = []
-    for key in dict.fromkeys(keys):
-        package, version = key
-        if is_instance_id(version):
+    queued: dict[tuple[str, str], None] = {}  # an ordered set
+    for _, package, version, _, version_is_id in lines:
+        key = (package, version)
+        if version_is_id:
             results[key] = Pin(package, version)
         else:
-            pending.append(key)
+            queued[key] = None
+    pending = list(queued)
 
     def lookup(key: tuple[str, str]) -> Pin | BaseException:
         try:
@@ -204,34 +210,34 @@ def resolve_file(
     if not file.packages_by_subdir:
         return result
     lines = _expand_lines(file, args, None)
-    found = _lookup_all(((ln.package, ln.version) for ln in lines), resolver)
+    found = _lookup_all(lines, resolver)
     errors: list[EnsureFileError] = []
     reported: set[tuple[str, str]] = set()
     seen: dict[tuple[str, str], int] = {}
     by_subdir = result.packages_by_subdir
-    for ln in lines:
-        outcome = found[(ln.package, ln.version)]
+    for subdir, package, version, line, _ in lines:
+        outcome = found[(package, version)]
         if isinstance(outcome, BaseException):
-            if (ln.package, ln.version) not in reported:
-                reported.add((ln.package, ln.version))
+            if (package, version) not in reported:
+                reported.add((package, version))
                 errors.append(
                     ResolveError(
-                        f"failed to resolve {ln.package}@{ln.version} (line {ln.line}): {outcome}",
+                        f"failed to resolve {package}@{version} (line {line}): {outcome}",
                         code="resolve-failed",
-                        line=ln.line,
-                        subject=ln.version,
+                        line=line,
+                        subject=version,
                     )
                 )
             continue
         if not allow_duplicates:
-            first = seen.get((ln.subdir, ln.package))
+            first = seen.get((subdir, package))
             if first is not None:
-                errors.append(_duplicate(ln, first))
+                errors.append(_duplicate(subdir, package, first, line))
                 continue
-            seen[(ln.subdir, ln.package)] = ln.line
-        pins = by_subdir.get(ln.subdir)
+            seen[(subdir, package)] = line
+        pins = by_subdir.get(subdir)
         if pins is None:
-            pins = by_subdir[ln.subdir] = []
+            pins = by_subdir[subdir] = []
         pins.append(outcome)
     error = combine_errors(errors)
     if error is not None:
@@ -239,13 +245,12 @@ def resolve_file(
     return result
 
 
-def _duplicate(ln: _Line, first: int) -> ResolveError:
+def _duplicate(subdir: str, package: str, first: int, line: int) -> ResolveError:
     return ResolveError(
-        f"duplicate package in subdir {go_quote(ln.subdir)}: {go_quote(ln.package)}: "
-        f"defined on line {first} and {ln.line}",
+        f"duplicate package in subdir {go_quote(subdir)}: {go_quote(package)}: "
+        f"defined on line {first} and {line}",
         code="duplicate-package",
-        line=ln.line,
-        subject=None,
+        line=line,
     )
 
 
@@ -309,10 +314,10 @@ def collect_problems(
     lines = _expand_lines(file, template_args, problems)
     if not allow_duplicates:
         seen: dict[tuple[str, str], int] = {}
-        for ln in lines:
-            first = seen.get((ln.subdir, ln.package))
+        for subdir, package, _, line, _ in lines:
+            first = seen.get((subdir, package))
             if first is not None:
-                problems.append(_duplicate(ln, first))
+                problems.append(_duplicate(subdir, package, first, line))
             else:
-                seen[(ln.subdir, ln.package)] = ln.line
+                seen[(subdir, package)] = line
     return problems

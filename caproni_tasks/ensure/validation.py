@@ -28,6 +28,7 @@ __all__ = [
     "go_path_clean",
     "instance_id_from_sha256",
     "is_instance_id",
+    "is_valid_package_name",
     "service_url_problem",
     "validate_instance_id",
     "validate_package_name",
@@ -80,6 +81,11 @@ class Pin:
 _PACKAGE_NAME_RE = re.compile(r"([a-z0-9_\-.]+/)*[a-z0-9_\-.]+")
 _PACKAGE_NAME_PATTERN_SHOWN = r"[a-z0-9_\-\.]+"
 _DOTS_ONLY_RE = re.compile(r"(?:^|/)\.+(?:/|$)")
+
+
+def is_valid_package_name(name: str) -> bool:
+    """`validate_package_name` as a predicate (no message built)."""
+    return _PACKAGE_NAME_RE.fullmatch(name) is not None and _DOTS_ONLY_RE.search(name) is None
 
 
 def validate_package_name(name: str) -> None:
