@@ -105,9 +105,9 @@ def main() -> None:
     print("heaviest caproni_tasks imports (cumulative us, from -X importtime):")
     for cumulative, name in sorted(ours, reverse=True)[:8]:
         print(f"  {cumulative:>8} {name}")
-    heavy = [m for m in ("lark", "strictyaml", "watchfiles", "rich", "platformdirs")
-             if any(f" {m}" == line.split("|")[-1].rstrip()[: len(m) + 1].rstrip()
-                    or line.split("|")[-1].strip() == m for line in imports.splitlines())]
+    imported = {line.split("|")[-1].strip() for line in imports.splitlines() if "|" in line}
+    libraries = ("lark", "strictyaml", "watchfiles", "rich", "platformdirs")
+    heavy = [m for m in libraries if m in imported]
     print(f"heavy libraries imported by --list: {', '.join(heavy) or 'none'}")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from caproni_tasks.ensure import Pin, instance_id_from_sha256, parse  # noqa: E402
+from caproni_tasks.ensure import Pin, instance_id_from_sha256, parse
 
 
 def make_file(lines: int) -> str:
@@ -96,8 +96,10 @@ def main() -> None:
     print(f"parse:           {ms(parse_times)}")
     print(f"resolve:         {ms(resolve_times)}")
     print(f"parse + resolve: {ms(totals)}  (min {min(totals) * 1000:.1f} ms, goal <= 150 ms)")
-    print(f"first parse in a fresh process (import lark, build parser): "
-          f"{float(cold.stdout) * 1000:.1f} ms")
+    print(
+        f"first parse in a fresh process (import lark, build parser): "
+        f"{float(cold.stdout) * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
