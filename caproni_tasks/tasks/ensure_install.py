@@ -79,6 +79,10 @@ def install(
     except (PinningError, InstallError) as exc:
         _write_json(json_path, {"error": str(exc), "error_code": exc.error_code})
         fail(str(exc))
+    except OSError as exc:  # the root or cache not writable, disk full, …
+        message = f"cannot install into {setting_path(c, 'root', root)}: {exc}"
+        _write_json(json_path, {"error": message, "error_code": "io_error"})
+        fail(message)
     _report(result)
     _write_json(json_path, {"result": _json_result(desired)})
 
