@@ -53,7 +53,7 @@ def test_grammar_documents_the_format() -> None:
         "${name=v1,v2}",
         "misplaced_setting",
         "template:",
-        "PLACEHOLDER",
+        "VARIABLE_REF",
     ]:
         assert needle in text
 
@@ -78,7 +78,7 @@ def test_grammar_cache_lives_in_the_user_cache_dir(isolated_dirs: Path) -> None:
 
 def _tree_parsers() -> tuple[Lark, Lark]:
     text = grammar.grammar_text()
-    common = {"parser": "lalr", "start": "start", "maybe_placeholders": False}
+    common = {"parser": "lalr", "start": "start"}
     return (
         Lark(text, lexer="contextual", **common),
         Lark(text, lexer=grammar.FastLexer, **common),

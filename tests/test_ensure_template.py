@@ -101,7 +101,7 @@ def test_plain_variable() -> None:
     assert expand("a/${os}-${arch}/${platform}") == "a/linux-amd64/linux-amd64"
 
 
-def test_unknown_variable_quotes_whole_placeholder() -> None:
+def test_unknown_variable_quotes_whole_reference() -> None:
     with pytest.raises(TemplateError) as err:
         expand("a/${nope}")
     assert str(err.value) == 'unknown variable "${nope}"'
@@ -160,13 +160,13 @@ def test_leftover_dollar(text: str) -> None:
     assert str(err.value) == f'unable to process some variables in "{text}"'
 
 
-def test_nested_placeholder_is_unknown_variable() -> None:
+def test_nested_reference_is_unknown_variable() -> None:
     with pytest.raises(TemplateError) as err:
         expand("${platform${os}}")
     assert str(err.value) == 'unknown variable "${platform${os}"'
 
 
-def test_empty_placeholder() -> None:
+def test_empty_reference() -> None:
     with pytest.raises(TemplateError) as err:
         expand("${}")
     assert str(err.value) == 'unknown variable "${}"'
@@ -189,7 +189,7 @@ def test_quoting_in_messages_is_go_style() -> None:
     assert str(err.value) == 'unknown variable "${\\"q\\"}"'
 
 
-def test_no_placeholder_is_returned_as_is() -> None:
+def test_no_reference_is_returned_as_is() -> None:
     assert expand("plain/name") == "plain/name"
 
 
@@ -199,11 +199,11 @@ def test_validate_mode_substitutes_and_never_skips() -> None:
         expand("${bogus=x}", validate=True)
 
 
-def test_placeholder_regex_is_the_grammars_terminal() -> None:
-    assert 'PLACEHOLDER: "${" PLACEHOLDER_NAME ("=" PLACEHOLDER_CHOICES)? "}"' in grammar_text()
+def test_reference_regex_is_the_grammars_terminal() -> None:
+    assert 'VARIABLE_REF: "${" VARIABLE_NAME ("=" VARIABLE_CHOICES)? "}"' in grammar_text()
     parser = template_parser()
     for text in ["a/${os}/${x=1,2}$", "${a${b}}", "$}{${", "", "${=}", "x${}y"]:
         tokens = [(t.type, str(t)) for t in parser.lex(text)] if text else []
-        placeholders = [value for kind, value in tokens if kind == "PLACEHOLDER"]
-        assert placeholders == [m.group(0) for m in template_module.PLACEHOLDER_RE.finditer(text)]
+        refs = [value for kind, value in tokens if kind == "VARIABLE_REF"]
+        assert refs == [m.group(0) for m in template_module.VARIABLE_RE.finditer(text)]
         assert "".join(value for _, value in tokens) == text

@@ -185,7 +185,6 @@ def lark_parser(transformer: Any, *, fast_lexer: bool = True) -> Lark:
             parser="lalr",
             lexer=lexer,
             start="start",
-            maybe_placeholders=False,
             transformer=transformer,
             cache=_cache_file(kind) or False,
         )

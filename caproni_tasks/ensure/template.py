@@ -3,7 +3,7 @@
 ``${name}`` substitutes a variable; ``${name=v1,v2}`` substitutes it only when its
 value is listed, and otherwise the whole template does not apply to the platform
 (`TemplateSkipped`). The syntax is documented by the ``template`` rule of
-``grammar/ensure.lark``; `PLACEHOLDER_RE` is its ``PLACEHOLDER`` terminal with the
+``grammar/ensure.lark``; `VARIABLE_RE` is its ``VARIABLE_REF`` terminal with the
 name and choices captured (a test keeps the two in step).
 """
 
@@ -20,7 +20,7 @@ from caproni_tasks.ensure.quoting import go_quote
 
 __all__ = [
     "ARCH_BY_MACHINE",
-    "PLACEHOLDER_RE",
+    "VARIABLE_RE",
     "TemplateError",
     "TemplateSkipped",
     "expand_template",
@@ -30,7 +30,7 @@ __all__ = [
     "platform_template_args",
 ]
 
-PLACEHOLDER_RE = re.compile(r"\$\{([^=}]*)(?:=([^}]*))?\}")
+VARIABLE_RE = re.compile(r"\$\{([^=}]*)(?:=([^}]*))?\}")
 
 
 class TemplateSkipped(Exception):
@@ -51,7 +51,7 @@ class TemplateError(EnsureFileError, ValueError):
 def expand_template(template: str, variables: Mapping[str, str], *, validate: bool = False) -> str:
     """Expand ``template`` with ``variables`` in one left-to-right pass.
 
-    In ``validate`` mode a conditional placeholder always substitutes the variable's
+    In ``validate`` mode a conditional variable reference always substitutes the variable's
     value and never skips: that is how ``@Subdir`` values are checked at parse time.
     A skip wins over errors; of several errors the last one is raised.
     """
@@ -61,7 +61,7 @@ def expand_template(template: str, variables: Mapping[str, str], *, validate: bo
     error: TemplateError | None = None
     pieces: list[str] = []
     last = 0
-    for match in PLACEHOLDER_RE.finditer(template):
+    for match in VARIABLE_RE.finditer(template):
         start, end = match.span()
         pieces.append(template[last:start])
         last = end
@@ -89,8 +89,8 @@ def expand_template(template: str, variables: Mapping[str, str], *, validate: bo
 
 
 def _stray_dollar(template: str) -> int:
-    """Index of the first ``$`` that is not part of a placeholder."""
-    covered = [m.span() for m in PLACEHOLDER_RE.finditer(template)]
+    """Index of the first ``$`` that is not part of a variable reference."""
+    covered = [m.span() for m in VARIABLE_RE.finditer(template)]
     for index, char in enumerate(template):
         if char == "$" and not any(start <= index < end for start, end in covered):
             return index
