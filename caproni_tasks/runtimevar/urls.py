@@ -1,0 +1,152 @@
+"""Opening variables by URL through a registry of openers keyed by scheme.
+
+``file://<path>?decoder=<name>&wait=<duration>`` is built in; other schemes plug in
+with `register_opener`. Schemes match case-insensitively and may carry the prefix
+``runtimevar+`` (``runtimevar+file://…``), as Go Cloud's URL mux allows. Every bad URL
+is a `VariableError` (INVALID_ARGUMENT) whose message starts ``open variable <url>:``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from caproni_tasks.runtimevar.errors import ErrorCode, VariableError
+from caproni_tasks.runtimevar.variable import Variable
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+_PREFIX = "runtimevar+"
+
+
+@dataclass(frozen=True)
+class VariableURL:
+    """A parsed variable URL as an opener receives it."""
+
+    raw: str
+    scheme: str  # lower case, without the ``runtimevar+`` prefix
+    host: str
+    path: str  # percent-decoded
+    query: Mapping[str, list[str]]
+    base_dir: Path  # what relative paths resolve against
+
+    def error(self, message: str) -> VariableError:
+        return url_error(self.raw, message)
+
+
+Opener = Callable[[VariableURL], Variable[Any]]
+
+_OPENERS: dict[str, Opener] = {}
+_LOCK = threading.Lock()
+
+
+def url_error(url: str, message: str) -> VariableError:
+    return VariableError(ErrorCode.INVALID_ARGUMENT, f"open variable {url}: {message}")
+
+
+def register_opener(scheme: str, opener: Opener, *, replace: bool = False) -> None:
+    """Serve URLs of *scheme* (case-insensitive) with *opener*; a taken scheme is an error
+    unless *replace*."""
+    if not _SCHEME.match(scheme):
+        raise ValueError(f"invalid URL scheme {scheme!r}")
+    key = scheme.lower()
+    with _LOCK:
+        if key in _OPENERS and not replace:
+            raise ValueError(f"an opener for scheme {key!r} is already registered")
+        _OPENERS[key] = opener
+
+
+def schemes() -> list[str]:
+    """The registered schemes, sorted."""
+    with _LOCK:
+        return sorted(_OPENERS)
+
+
+def parse_variable_url(url: str, *, base_dir: str | os.PathLike[str] | None = None) -> VariableURL:
+    """Split *url* for an opener; a missing scheme or an unparsable URL is an error."""
+    if not isinstance(url, str) or not url.strip():
+        raise url_error(repr(url), "empty URL")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port is not None or parts.username is not None:
+            raise ValueError("user and port are not allowed")
+    except ValueError as exc:
+        raise url_error(url, f"invalid URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if not scheme or "://" not in url:
+        raise url_error(url, "missing scheme (expected e.g. file:///path/to/value.json)")
+    if scheme.startswith(_PREFIX):
+        scheme = scheme[len(_PREFIX) :]
+    if parts.netloc and not host:
+        host = parts.netloc
+    query: dict[str, list[str]] = {}
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        query.setdefault(key, []).append(value)
+    return VariableURL(
+        raw=url,
+        scheme=scheme,
+        host=host,
+        path=urllib.parse.unquote(parts.path),
+        query=query,
+        base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
+    )
+
+
+def open_variable(url: str, *, base_dir: str | os.PathLike[str] | None = None) -> Variable[Any]:
+    """Open the variable named by *url*; relative paths resolve against *base_dir*
+    (default: the current directory)."""
+    parsed = parse_variable_url(url, base_dir=base_dir)
+    with _LOCK:
+        opener = _OPENERS.get(parsed.scheme)
+        known = sorted(_OPENERS)
+    if opener is None:
+        raise parsed.error(f'no opener for scheme "{parsed.scheme}" (known: {", ".join(known)})')
+    return opener(parsed)
+
+
+def _single(url: VariableURL, key: str) -> str:
+    values = url.query.get(key, [])
+    if len(values) > 1:
+        raise url.error(f'query parameter "{key}" given {len(values)} times')
+    return values[0] if values else ""
+
+
+def open_file_url(url: VariableURL) -> Variable[Any]:
+    """The ``file`` scheme: ``file:///abs/path`` or ``file://./relative/path``."""
+    from caproni_tasks.runtimevar.decoders import BYTES, decoder_by_name
+    from caproni_tasks.runtimevar.durations import parse_duration
+    from caproni_tasks.runtimevar.filevar import DEFAULT_WAIT, open_file_variable
+
+    for key in url.query:
+        if key not in ("decoder", "wait"):
+            raise url.error(f'invalid query parameter "{key}"')
+    decoder_name = _single(url, "decoder")
+    try:
+        decoder = decoder_by_name(decoder_name) if decoder_name else BYTES
+    except VariableError as exc:
+        raise url.error(exc.message) from None
+    wait_text = _single(url, "wait")
+    wait = DEFAULT_WAIT
+    if wait_text:
+        try:
+            wait = parse_duration(wait_text)
+        except ValueError as exc:
+            raise url.error(f'invalid wait "{wait_text}": {exc}') from None
+    if url.host not in ("", ".", "localhost"):
+        raise url.error(
+            f'file URL host must be empty or "." (got "{url.host}"): '
+            "use file:///absolute/path or file://./relative/path"
+        )
+    if not url.path or url.path == "/":
+        raise url.error("missing file path")
+    path = url.base_dir / url.path.lstrip("/") if url.host == "." else Path(url.path)
+    return open_file_variable(path, decoder, wait=wait)
+
+
+register_opener("file", open_file_url)
