@@ -13,6 +13,9 @@ from caproni_tasks.ensure import (
     EnsureFileError,
     PackageDef,
     Pin,
+    TemplateError,
+    TemplateSkipped,
+    expand_template,
     parse,
     parse_versions_file,
 )
@@ -141,3 +144,38 @@ def test_parse_of_serialize_is_identity(file: EnsureFile) -> None:
 def test_serialize_is_idempotent(file: EnsureFile) -> None:
     once = file.serialize()
     assert parse(once, host_args=LINUX).serialize() == once
+
+
+template_text = st.lists(
+    st.sampled_from(
+        ["${os}", "${arch}", "${platform}", "${", "}", "$", "=", "x", "/", "${os=linux}"]
+    )
+    | st.sampled_from(["${bogus}", "${${os}}", "${}", "$$"]),
+    max_size=8,
+).map("".join)
+variable_maps = st.one_of(
+    st.just(LINUX),
+    st.dictionaries(
+        st.sampled_from(["os", "arch", "platform", "a}", "$x"]), st.text("ab${}=", max_size=4)
+    ),
+)
+
+
+@SETTINGS
+@given(template_text, variable_maps)
+def test_template_fast_path_equals_the_reference_algorithm(
+    template: str, variables: dict[str, str]
+) -> None:
+    from caproni_tasks.ensure.template import _expand
+
+    def outcome(function: object) -> tuple[str, str]:
+        try:
+            return ("ok", function())  # type: ignore[operator]
+        except TemplateSkipped:
+            return ("skip", "")
+        except TemplateError as err:
+            return ("error", str(err))
+
+    assert outcome(lambda: expand_template(template, variables)) == outcome(
+        lambda: _expand(template, variables, validate=False)
+    )

@@ -205,7 +205,7 @@ class _Statements:
     # --- package lines ---
 
     def package(self, children: list[Token]) -> None:
-        builder = self.builder
+        builder: _FileBuilder = self._local.builder
         target = builder.subdir_list
         if target is None:
             target = builder.file.packages_by_subdir.setdefault(builder.subdir, [])

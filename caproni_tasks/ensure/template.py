@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 VARIABLE_RE = re.compile(r"\$\{([^=}]*)(?:=([^}]*))?\}")
+_SIMPLE_NAME_RE = re.compile(r"[^${}=]*")
 
 
 class TemplateSkipped(Exception):
@@ -57,6 +58,30 @@ def expand_template(template: str, variables: Mapping[str, str], *, validate: bo
     """
     if "$" not in template:
         return template
+    if "=" not in template:
+        quick = _expand_plain(template, variables)
+        if quick is not None:
+            return quick
+    return _expand(template, variables, validate=validate)
+
+
+def _expand_plain(template: str, variables: Mapping[str, str]) -> str | None:
+    """The common case fast: only ``${name}`` references, all known, nothing left over.
+
+    None whenever the full algorithm is needed (to raise the right error). Equal to
+    `_expand` when it returns a string, because a result without "$" means every
+    "$" was the start of a replaced ``${name}``, which the one-pass scan sees alike.
+    """
+    result = template
+    for name, value in variables.items():
+        if "$" in value or not _SIMPLE_NAME_RE.fullmatch(name):
+            return None
+        result = result.replace("${" + name + "}", value)
+    return None if "$" in result else result
+
+
+def _expand(template: str, variables: Mapping[str, str], *, validate: bool) -> str:
+    """The reference algorithm: one left-to-right pass over the references."""
     skipped = False
     error: TemplateError | None = None
     pieces: list[str] = []
