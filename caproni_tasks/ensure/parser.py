@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from caproni_tasks.ensure.errors import EnsureParseError, ValidationError
@@ -65,7 +65,7 @@ def split_statement(line: str) -> tuple[int, str, int, str]:
 class _FileBuilder:
     """The state of one parse: the file so far and the current ``@Subdir``."""
 
-    __slots__ = ("file", "host_args", "service_url_line", "subdir", "subdir_list")
+    __slots__ = ("file", "host_args", "subdir", "subdir_list")
 
     def __init__(self, filename: str | None, host_args: Mapping[str, str]) -> None:
         self.file = EnsureFile(filename=filename)
@@ -93,116 +93,127 @@ def _fail(token: Token, code: str, message: str, column: int | None = None) -> E
     )
 
 
+# --- settings: one function per key, called with the builder and the rule's tokens ---
+
+
+def _set_service_url(builder: _FileBuilder, children: list[Token]) -> None:
+    file = builder.file
+    value, column = _value(children)
+    if file.service_url:
+        raise _fail(children[0], "duplicate-setting", "$ServiceURL may only be set once per file")
+    problem = service_url_problem(value)
+    if problem is not None:
+        raise _fail(
+            children[0],
+            "bad-service-url",
+            f"expecting '$ServiceURL <url>' but url is invalid: {problem}",
+            column,
+        )
+    file.service_url = value
+
+
+def _add_verified_platforms(builder: _FileBuilder, children: list[Token]) -> None:
+    value, column = _value(children)
+    platforms = builder.file.verified_platforms
+    for index, found in enumerate(_FIELDS_RE.finditer(value), start=1):
+        entry = found.group(0)
+        if entry.count("-") != 1:
+            raise _fail(
+                children[0],
+                "bad-platform",
+                f"invalid platform entry #{index}: platform must be <os>-<arch>, "
+                f"got {go_quote(entry)}",
+                column + found.start(),
+            )
+        os_name, _, arch = entry.partition("-")
+        platforms.append((os_name, arch))
+
+
+def _set_paranoid_mode(builder: _FileBuilder, children: list[Token]) -> None:
+    value, column = _value(children)
+    if value not in PARANOID_MODES:
+        raise _fail(
+            children[0],
+            "bad-paranoid-mode",
+            f"bad $ParanoidMode: unrecognized paranoid mode {go_quote(value)}",
+            column,
+        )
+    builder.file.paranoid_mode = value
+
+
+def _set_resolved_versions(builder: _FileBuilder, children: list[Token]) -> None:
+    builder.file.resolved_versions = _value(children)[0]
+
+
+def _set_override_install_mode(builder: _FileBuilder, children: list[Token]) -> None:
+    value, column = _value(children)
+    if value not in _INSTALL_MODES:
+        raise _fail(
+            children[0], "bad-install-mode", f"invalid install mode {go_quote(value)}", column
+        )
+    if value != "copy":
+        raise _fail(children[0], "bad-install-mode", "only copy mode is allowed", column)
+    builder.file.override_install_mode = value
+
+
+_SETTING_HANDLERS: dict[str, Callable[[_FileBuilder, list[Token]], None]] = {
+    "$serviceurl": _set_service_url,
+    "$verifiedplatform": _add_verified_platforms,
+    "$paranoidmode": _set_paranoid_mode,
+    "$resolvedversions": _set_resolved_versions,
+    "$overrideinstallmode": _set_override_install_mode,
+}
+
+
+def _enter_subdir(builder: _FileBuilder, children: list[Token]) -> None:
+    """``@Subdir``: checked now by expanding it for the host in validate mode."""
+    head = children[0]
+    value, column = _value(children)
+    try:
+        expanded = expand_template(value, builder.host_args, validate=True)
+    except TemplateError as err:
+        raise _fail(
+            head, "bad-subdir", f"bad subdir {go_quote(value)}: {err}", column + err.offset
+        ) from None
+    try:
+        validate_subdir(expanded)
+    except ValidationError as err:
+        raise _fail(head, "bad-subdir", str(err), column) from None
+    builder.subdir = value
+    builder.subdir_list = None
+    builder.file.subdir_lines.setdefault(value, (head.line or 2) - 1)
+
+
 class _Statements:
-    """lark callbacks, one per statement kind; state lives in a per-thread builder."""
+    """lark callbacks, one per grammar rule; the state of a parse is a per-thread builder.
+
+    Keys are matched here the way Go lower-cases them (`_key`), whichever keyword
+    terminal lark chose: the regex ``i`` flag folds a few characters Go does not.
+    """
 
     def __init__(self) -> None:
         self._local = threading.local()
 
-    @property
-    def builder(self) -> _FileBuilder:
-        builder: _FileBuilder = self._local.builder
-        return builder
-
     def begin(self, builder: _FileBuilder | None) -> None:
         self._local.builder = builder
 
-    # --- settings ---
-
-    def service_url(self, children: list[Token]) -> None:
-        file = self.builder.file
-        value, column = _value(children)
-        if file.service_url:
-            raise _fail(
-                children[0], "duplicate-setting", "$ServiceURL may only be set once per file"
-            )
-        problem = service_url_problem(value)
-        if problem is not None:
-            raise _fail(
-                children[0],
-                "bad-service-url",
-                f"expecting '$ServiceURL <url>' but url is invalid: {problem}",
-                column,
-            )
-        file.service_url = value
-
-    def verified_platform(self, children: list[Token]) -> None:
-        value, column = _value(children)
-        platforms = self.builder.file.verified_platforms
-        for index, found in enumerate(_FIELDS_RE.finditer(value), start=1):
-            entry = found.group(0)
-            if entry.count("-") != 1:
-                raise _fail(
-                    children[0],
-                    "bad-platform",
-                    f"invalid platform entry #{index}: platform must be <os>-<arch>, "
-                    f"got {go_quote(entry)}",
-                    column + found.start(),
-                )
-            os_name, _, arch = entry.partition("-")
-            platforms.append((os_name, arch))
-
-    def paranoid_mode(self, children: list[Token]) -> None:
-        value, column = _value(children)
-        if value not in PARANOID_MODES:
-            raise _fail(
-                children[0],
-                "bad-paranoid-mode",
-                f"bad $ParanoidMode: unrecognized paranoid mode {go_quote(value)}",
-                column,
-            )
-        self.builder.file.paranoid_mode = value
-
-    def resolved_versions(self, children: list[Token]) -> None:
-        self.builder.file.resolved_versions = _value(children)[0]
-
-    def override_install_mode(self, children: list[Token]) -> None:
-        value, column = _value(children)
-        if value not in _INSTALL_MODES:
-            raise _fail(
-                children[0], "bad-install-mode", f"invalid install mode {go_quote(value)}", column
-            )
-        if value != "copy":
-            raise _fail(children[0], "bad-install-mode", "only copy mode is allowed", column)
-        self.builder.file.override_install_mode = value
-
-    def unknown_setting(self, children: list[Token]) -> None:
+    def _setting(self, children: list[Token]) -> None:
         head = children[0]
         handler = _SETTING_HANDLERS.get(_key(head))
         if handler is None:
             raise _fail(head, "unknown-setting", f"unknown $setting: {go_quote(str(head))}")
-        handler(self, children)
+        handler(self._local.builder, children)
 
-    # --- directives ---
+    service_url = verified_platform = paranoid_mode = _setting
+    resolved_versions = override_install_mode = unknown_setting = _setting
 
-    def subdir(self, children: list[Token]) -> None:
+    def _directive(self, children: list[Token]) -> None:
         head = children[0]
         if _key(head) != "@subdir":
             raise _fail(head, "unknown-directive", f"unknown @directive: {go_quote(str(head))}")
-        value, column = _value(children)
-        builder = self.builder
-        try:
-            expanded = expand_template(value, builder.host_args, validate=True)
-        except TemplateError as err:
-            raise _fail(
-                head, "bad-subdir", f"bad subdir {go_quote(value)}: {err}", column + err.offset
-            ) from None
-        try:
-            validate_subdir(expanded)
-        except ValidationError as err:
-            raise _fail(head, "bad-subdir", str(err), column) from None
-        builder.subdir = value
-        builder.subdir_list = None
-        builder.file.subdir_lines.setdefault(value, (head.line or 2) - 1)
+        _enter_subdir(self._local.builder, children)
 
-    def unknown_directive(self, children: list[Token]) -> None:
-        head = children[0]
-        if _key(head) == "@subdir":
-            self.subdir(children)
-            return
-        raise _fail(head, "unknown-directive", f"unknown @directive: {go_quote(str(head))}")
-
-    # --- package lines ---
+    subdir = unknown_directive = _directive
 
     def package(self, children: list[Token]) -> None:
         builder: _FileBuilder = self._local.builder
@@ -221,51 +232,17 @@ class _Statements:
         return None
 
 
-def _checked_keyword(method_name: str) -> Any:
-    """A callback for a keyword rule that re-checks the keyword the Go way."""
-
-    def callback(self: _Statements, children: list[Token]) -> None:
-        handler = _SETTING_HANDLERS.get(_key(children[0]))
-        if handler is None:
-            raise _fail(
-                children[0], "unknown-setting", f"unknown $setting: {go_quote(str(children[0]))}"
-            )
-        handler(self, children)
-
-    callback.__name__ = method_name
-    return callback
-
-
-_SETTING_HANDLERS: dict[str, Any] = {
-    "$serviceurl": _Statements.service_url,
-    "$verifiedplatform": _Statements.verified_platform,
-    "$paranoidmode": _Statements.paranoid_mode,
-    "$resolvedversions": _Statements.resolved_versions,
-    "$overrideinstallmode": _Statements.override_install_mode,
-}
-
-
-class _Callbacks(_Statements):
-    """What lark binds: keyword rules route through the exact keyword check."""
-
-    service_url = _checked_keyword("service_url")
-    verified_platform = _checked_keyword("verified_platform")
-    paranoid_mode = _checked_keyword("paranoid_mode")
-    resolved_versions = _checked_keyword("resolved_versions")
-    override_install_mode = _checked_keyword("override_install_mode")
-
-
 _parser_lock = threading.Lock()
-_parser: tuple[Lark, _Callbacks] | None = None
+_parser: tuple[Lark, _Statements] | None = None
 
 
-def _get_parser() -> tuple[Lark, _Callbacks]:
+def _get_parser() -> tuple[Lark, _Statements]:
     global _parser
     with _parser_lock:
         if _parser is None:
             from caproni_tasks.ensure.grammar import lark_parser
 
-            callbacks = _Callbacks()
+            callbacks = _Statements()
             _parser = (lark_parser(callbacks), callbacks)
         return _parser
 
