@@ -62,19 +62,28 @@ def _parse_stat(pid: int, text: str) -> ProcInfo | None:
 def read_process(pid: int) -> ProcInfo | None:
     """The process ``pid`` now, or None when it does not exist (or /proc is absent)."""
     try:
-        text = (_PROC / str(pid) / "stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
+    try:
+        text = os.read(fd, 4096).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return _parse_stat(pid, text)
 
 
 def all_processes() -> list[ProcInfo]:
-    if not _PROC.is_dir():
+    """Every process visible in /proc (one small read each: this runs on every stop)."""
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
         return []
     found: list[ProcInfo] = []
-    for entry in os.scandir(_PROC):
-        if entry.name.isdigit():
-            info = read_process(int(entry.name))
+    for name in names:
+        if name.isdigit():
+            info = read_process(int(name))
             if info is not None:
                 found.append(info)
     return found
@@ -115,10 +124,12 @@ def descendants(pid: int, processes: list[ProcInfo] | None = None) -> list[ProcI
     return found
 
 
-def group_members(pgid: int, processes: list[ProcInfo] | None = None) -> list[ProcInfo]:
-    """Live processes in the process group ``pgid`` (of the session of the same id)."""
+def group_members(
+    pgid: int, processes: list[ProcInfo] | None = None, *, zombies: bool = False
+) -> list[ProcInfo]:
+    """Processes in the process group ``pgid``: live ones, and zombies if asked."""
     processes = all_processes() if processes is None else processes
-    return [p for p in processes if p.pgid == pgid and p.state != "Z"]
+    return [p for p in processes if p.pgid == pgid and (zombies or p.state != "Z")]
 
 
 def signal_pids(targets: list[ProcInfo], sig: int) -> None:

@@ -66,7 +66,7 @@ class ProcessState(StrEnum):
 class SupervisorOptions:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     #: Quiet time (ms) that ends a burst of file changes; low for fast reloads.
-    watch_step_ms: int = 30
+    watch_step_ms: int = 10
     #: Longest time (ms) a continuous burst of changes is collected before a restart.
     watch_debounce_ms: int = 1600
     force_polling: bool | None = None
@@ -411,18 +411,25 @@ class ManagedProcess:
                 self._escaped.append(info)
 
     def _group_alive(self) -> bool:
+        """Whether anything of this run is left: a live member of its process group, or
+        a descendant that escaped the group."""
         if self.pid is None:
             return False
-        if sys.platform.startswith("linux"):
-            members = proctree.group_members(self.pid)
-        else:
-            try:
-                os.killpg(self.pid, 0)
-                members = [proctree.ProcInfo(self.pid, 0, self.pid, self.pid, "S", 0)]
-            except (ProcessLookupError, PermissionError):
-                members = []
-        escaped = [e for e in self._escaped if proctree.is_alive(e.pid, e.start_ticks)]
-        return bool(members or escaped)
+        escaped = any(proctree.is_alive(e.pid, e.start_ticks) for e in self._escaped)
+        try:
+            os.killpg(self.pid, 0)  # cheap: ESRCH when the group is empty
+        except ProcessLookupError:
+            return escaped
+        except PermissionError:
+            return True
+        if not sys.platform.startswith("linux"):
+            return True
+        # Members may be zombies re-parented to us (we are a subreaper): reap those,
+        # leaving alone the leaders that asyncio is about to reap itself.
+        members = proctree.group_members(self.pid, zombies=True)
+        if any(m.state == "Z" for m in members):
+            proctree.reap_orphans(keep=self.supervisor.leader_pids())
+        return any(m.state != "Z" for m in members) or escaped
 
     async def _clear_group(self, sig: int) -> None:
         """After the leader exited: stop what it left behind in its group (a background
@@ -562,6 +569,10 @@ class Supervisor:
         if self.on_change is not None:
             self.on_change()
 
+    def leader_pids(self) -> set[int]:
+        """Pids of the processes started directly (asyncio reaps those)."""
+        return {p.pid for p in self.processes.values() if p.pid is not None}
+
     def dependencies_of(self, process: ManagedProcess) -> list[ManagedProcess]:
         return [self.processes[r] for r in process.spec.depends_on if r in self.processes]
 
@@ -581,8 +592,10 @@ class Supervisor:
                 step_ms=self.options.watch_step_ms,
                 debounce_ms=self.options.watch_debounce_ms,
                 force_polling=self.options.force_polling,
-                on_error=lambda root, exc: self.output.event(
-                    SUPERVISOR_LABEL, f"watching {root} failed: {exc}; retrying", error=True
+                on_error=lambda roots, exc: self.output.event(
+                    SUPERVISOR_LABEL,
+                    f"watching {', '.join(map(str, roots))} failed: {exc}; retrying",
+                    error=True,
                 ),
             )
         return self._watch

@@ -51,11 +51,9 @@ class VariableHub:
         specs: Mapping[str, RuntimeVarSpec],
         *,
         on_error: ErrorCallback | None = None,
-        retry_delay: float = 0.2,
     ) -> None:
         self.specs = dict(specs)
         self.on_error = on_error
-        self.retry_delay = retry_delay
         self._slots: dict[str, _Slot] = {}
         self._closed = False
 
@@ -104,17 +102,12 @@ class VariableHub:
         except (VariableError, ValueError, OSError) as exc:
             self._report(name, slot, f"cannot open {spec.url}: {exc}")
             return
-        while not self._closed:
-            try:
-                async for snapshot in slot.variable.changes_async():
-                    self._accept(name, slot, value_text(snapshot.value))
-            except VariableError as exc:
-                if self._closed:
-                    return
-                self._report(name, slot, str(exc))
-                await asyncio.sleep(self.retry_delay)
+        # Error states arrive as items; iteration ends when the variable is closed.
+        async for item in slot.variable.changes_async(errors="yield"):
+            if isinstance(item, VariableError):
+                self._report(name, slot, str(item))
             else:
-                return  # the variable was closed
+                self._accept(name, slot, value_text(item.value))
 
     def _accept(self, name: str, slot: _Slot, text: str) -> None:
         slot.last_error = None
@@ -132,7 +125,7 @@ class VariableHub:
         for slot in self._slots.values():
             if slot.variable is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(slot.variable.close)
+                    await slot.variable.close_async()
             if slot.task is not None:
                 slot.task.cancel()
         for slot in self._slots.values():

@@ -1,9 +1,11 @@
-"""File watching for the whole session: one watcher per watched root directory, shared
-by every process whose globs need it, each change routed to the processes it matches.
+"""File watching for the whole session: the watched root directories of every process,
+followed by one ``watchfiles`` watcher, each change routed to the processes it matches.
 
 Directories are watched, never single files: an editor's atomic save (write a temporary
 file, rename it over the original) replaces the inode a file watch would hold, and the
-watch goes silent after the first save.
+watch goes silent after the first save. One watcher for all roots (rather than one per
+root) keeps an idle session cheap: the watcher thread wakes every ``step_ms`` to look
+for changes, so the wake-ups do not multiply with the number of processes.
 """
 
 from __future__ import annotations
@@ -33,68 +35,99 @@ class Watcher:
     roots: list[Path] = field(default_factory=list)
 
 
+def fold_roots(roots: list[Path]) -> list[Path]:
+    """Roots without those inside another root (watching is recursive)."""
+    kept: list[Path] = []
+    for root in sorted(set(roots), key=lambda p: len(p.parts)):
+        if not any(root == k or k in root.parents for k in kept):
+            kept.append(root)
+    return kept
+
+
 class WatchHub:
-    """Owns the ``watchfiles`` watchers; ``step_ms`` is the quiet time that ends a burst
-    of changes (one restart per burst), ``debounce_ms`` the longest a burst may last."""
+    """Owns the watcher; ``step_ms`` is the quiet time that ends a burst of changes (one
+    restart per burst), ``debounce_ms`` the longest a burst is collected."""
 
     def __init__(
         self,
         *,
-        step_ms: int = 30,
+        step_ms: int = 10,
         debounce_ms: int = 1600,
         force_polling: bool | None = None,
-        on_error: Callable[[Path, BaseException], None] | None = None,
+        on_error: Callable[[list[Path], BaseException], None] | None = None,
     ) -> None:
         self.step_ms = step_ms
         self.debounce_ms = debounce_ms
         self.force_polling = force_polling
         self.on_error = on_error
-        self._subscribers: dict[Path, list[Watcher]] = {}
-        self._tasks: dict[Path, asyncio.Task[None]] = {}
-        self._ready: dict[Path, asyncio.Event] = {}
+        self._watchers: list[Watcher] = []
+        self._roots: list[Path] = []
+        self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
+        self._live = asyncio.Event()
+        self._reconfigure: asyncio.Handle | None = None
+
+    @property
+    def roots(self) -> list[Path]:
+        return list(self._roots)
 
     def add(self, matcher: PathMatcher, callback: ChangeCallback) -> Watcher:
         watcher = Watcher(matcher, callback, list(matcher.roots))
-        if self._stop is None:
-            self._stop = asyncio.Event()
-        for root in watcher.roots:
-            self._subscribers.setdefault(root, []).append(watcher)
-            if root not in self._tasks:
-                self._ready[root] = asyncio.Event()
-                self._tasks[root] = asyncio.create_task(self._watch(root), name=f"watch {root}")
+        self._watchers.append(watcher)
+        self._schedule()
         return watcher
 
     def remove(self, watcher: Watcher) -> None:
-        for root in watcher.roots:
-            subscribers = self._subscribers.get(root, [])
-            if watcher in subscribers:
-                subscribers.remove(watcher)
-            if not subscribers and root in self._tasks:
-                self._tasks.pop(root).cancel()
-                self._subscribers.pop(root, None)
-                self._ready.pop(root, None)
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """Re-plan the watcher once per turn of the loop (processes arrive in batches)."""
+        self._live.clear()
+        if self._reconfigure is None:
+            self._reconfigure = asyncio.get_running_loop().call_soon(self._apply)
+
+    def _apply(self) -> None:
+        self._reconfigure = None
+        roots = fold_roots([r for w in self._watchers for r in w.roots])
+        if roots == self._roots and self._task is not None and not self._task.done():
+            self._live.set()
+            return
+        self._roots = roots
+        self._halt()
+        if roots:
+            self._stop = asyncio.Event()
+            self._task = asyncio.create_task(self._watch(roots, self._stop), name="watch files")
+        else:
+            self._live.set()
+
+    def _halt(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+        self._task = None
+        self._stop = None
 
     async def wait_started(self, timeout: float = 5.0) -> None:
-        """Wait until every watcher has set up its kernel watches (tests, benchmarks)."""
-        events = list(self._ready.values())
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout)
+        """Wait until the watcher has its kernel watches in place (tests, benchmarks)."""
+        await asyncio.wait_for(self._live.wait(), timeout)
 
-    def _accepts(self, root: Path, path: str) -> bool:
-        return any(w.matcher.matches(path) for w in self._subscribers.get(root, ()))
+    def _accepts(self, path: str) -> bool:
+        return any(w.matcher.matches(path) for w in self._watchers)
 
-    async def _watch(self, root: Path) -> None:
+    async def _watch(self, roots: list[Path], stop: asyncio.Event) -> None:
         from watchfiles import awatch
 
-        assert self._stop is not None
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 changes = awatch(
-                    root,
-                    watch_filter=lambda _change, path: self._accepts(root, path),
+                    *roots,
+                    watch_filter=lambda _change, path: self._accepts(path),
                     step=self.step_ms,
                     debounce=self.debounce_ms,
-                    stop_event=self._stop,
+                    stop_event=stop,
                     force_polling=self.force_polling,
                     ignore_permission_denied=True,
                     rust_timeout=60_000,
@@ -104,36 +137,43 @@ class WatchHub:
                 iterator = changes.__aiter__()
                 next_batch = asyncio.ensure_future(iterator.__anext__())
                 await asyncio.sleep(0)
-                self._ready[root].set()
+                if not next_batch.done() or next_batch.exception() is None:
+                    self._live.set()
                 while True:
                     try:
                         batch = await next_batch
                     except StopAsyncIteration:
                         return
-                    self._dispatch(root, [path for _change, path in batch])
+                    self._dispatch([path for _change, path in batch])
                     next_batch = asyncio.ensure_future(iterator.__anext__())
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # e.g. the root was deleted: report, retry
+            except Exception as exc:  # e.g. a root was deleted: report, then retry
                 if self.on_error is not None:
-                    self.on_error(root, exc)
-                log.debug("watcher on %s failed", root, exc_info=True)
+                    self.on_error(roots, exc)
+                log.debug("watching %s failed", roots, exc_info=True)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                roots = [_existing(r) for r in roots]
 
-    def _dispatch(self, root: Path, paths: list[str]) -> None:
-        for watcher in list(self._subscribers.get(root, ())):
+    def _dispatch(self, paths: list[str]) -> None:
+        for watcher in list(self._watchers):
             matched = [p for p in paths if watcher.matcher.matches(p)]
             if matched:
                 watcher.callback(sorted(matched))
 
     async def close(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if self._reconfigure is not None:
+            self._reconfigure.cancel()
+            self._reconfigure = None
+        task = self._task
+        self._halt()
+        if task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _existing(path: Path) -> Path:
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path
