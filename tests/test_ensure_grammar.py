@@ -108,3 +108,49 @@ def test_fast_lexer_equals_contextual_lexer(text: str) -> None:
     fast = _FAST.parse(framed)
     assert fast == reference
     assert _tokens(fast) == _tokens(reference)
+
+
+def test_built_wheel_carries_and_uses_the_grammar(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    hatchling = shutil.which("hatchling", path=str(Path(sys.executable).parent))
+    if hatchling is None:
+        pytest.skip("hatchling is not installed in this environment")
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [hatchling, "build", "-t", "wheel", "-d", str(dist)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (wheel,) = dist.glob("*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        assert "caproni_tasks/grammar/ensure.lark" in archive.namelist()
+        archive.extractall(site)
+    probe = (
+        "from caproni_tasks.ensure import parse\n"
+        "from caproni_tasks.ensure.grammar import grammar_path\n"
+        "print(grammar_path())\n"
+        "print(parse('$ServiceURL https://x\\na/b latest\\n').serialize(), end='')\n"
+    )
+    env = {"PYTHONPATH": str(site), "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        str(site / "caproni_tasks" / "grammar" / "ensure.lark"),
+        "$ServiceURL https://x",
+        "",
+        "a/b  latest",
+    ]
