@@ -9,8 +9,12 @@ all of them hit it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from caproni_tasks.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from caproni_tasks.ensure import EnsureFile, ResolveError
 
 __all__ = ["MAX_PARSE_ERRORS", "lint_ensure_file"]
 
@@ -32,7 +36,7 @@ def _split(line: str) -> tuple[int, str, int, str]:
     return split_statement(line.removesuffix("\r"))
 
 
-def _parse_all(path: Path, text: str, diagnostics: list[Diagnostic]) -> object | None:
+def _parse_all(path: Path, text: str, diagnostics: list[Diagnostic]) -> EnsureFile | None:
     """Parse, and after each parse error neutralise that line and parse again.
 
     A bad ``@Subdir`` line becomes a unique valid subdir, so the lines under it are
@@ -59,16 +63,11 @@ def _parse_all(path: Path, text: str, diagnostics: list[Diagnostic]) -> object |
 
 def lint_ensure_file(path: Path, text: str) -> list[Diagnostic]:
     """Every problem of the ensure file at ``path`` (whose content is ``text``)."""
-    from caproni_tasks.ensure import (
-        EnsureFile,
-        collect_problems,
-        host_template_args,
-        platform_template_args,
-    )
+    from caproni_tasks.ensure import collect_problems, host_template_args, platform_template_args
 
     diagnostics: list[Diagnostic] = []
     parsed = _parse_all(path, text, diagnostics)
-    if not isinstance(parsed, EnsureFile):
+    if parsed is None:
         return diagnostics
 
     host = host_template_args()
@@ -90,10 +89,9 @@ def lint_ensure_file(path: Path, text: str) -> list[Diagnostic]:
     return diagnostics
 
 
-def _problem_column(problem: object, source_lines: list[str]) -> int:
-    from caproni_tasks.ensure import ResolveError
-
-    if not isinstance(problem, ResolveError) or problem.line <= 0:
+def _problem_column(problem: ResolveError, source_lines: list[str]) -> int:
+    """The column of the offending text: the template, the version or the subdir."""
+    if problem.line <= 0:
         return 0
     head_col, rest_col = _columns(source_lines, problem.line)
     if problem.code in ("bad-version", "resolve-failed", "bad-subdir"):
