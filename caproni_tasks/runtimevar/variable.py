@@ -281,7 +281,7 @@ class Variable(Generic[T]):
         finally:
             if not future.done():
                 future.cancel()
-                self._unpark(loop, future)
+            self._unpark(loop, future)
 
     async def latest_async(self, timeout: float | None = None) -> Snapshot[T]:
         """`latest` for asyncio code: same rules, waits without blocking the loop."""
