@@ -437,3 +437,20 @@ def test_repair_never_deletes_user_files_in_the_way(
     shutil.rmtree(root / "bin/a")
     installer.ensure(want, "CheckPresence")
     assert tree(root) == {"bin/": "", "bin/a": "pkg"}
+
+
+def test_parallel_extraction_of_one_package(
+    repo_dir: Path,
+    root: Path,
+    make_installer: Callable[..., tuple[Installer, CountingRepository]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import caproni_tasks.packages.installer as installer_module
+
+    monkeypatch.setattr(installer_module, "_BYTES_PER_WORKER", 1)
+    files = {f"d{i % 3}/f{i}.txt": f"content {i}" * 50 for i in range(40)}
+    iid = publish(repo_dir, "tools/a", files)
+    installer, _ = make_installer()
+    installer.ensure([Desired("", "tools/a", iid)])
+    assert {k: v for k, v in tree(root).items() if not k.endswith("/")} == files
+    assert installer.plan([Desired("", "tools/a", iid)], "CheckIntegrity").is_noop
