@@ -454,3 +454,26 @@ def test_parallel_extraction_of_one_package(
     installer.ensure([Desired("", "tools/a", iid)])
     assert {k: v for k, v in tree(root).items() if not k.endswith("/")} == files
     assert installer.plan([Desired("", "tools/a", iid)], "CheckIntegrity").is_noop
+
+
+def test_cache_verifies_on_use_and_drops_stale_temp_files(repo_dir: Path, tmp_path: Path) -> None:
+    iid = publish(repo_dir, "tools/a", {"x": "1"})
+    cache = InstanceCache(tmp_path / "cache")
+    repo = LocalRepository(repo_dir)
+    old_temp = tmp_path / "cache" / ".tmp-killed-download"
+    fresh_temp = tmp_path / "cache" / ".tmp-running-download"
+    (tmp_path / "cache").mkdir()
+    old_temp.write_bytes(b"partial")
+    fresh_temp.write_bytes(b"partial")
+    os.utime(old_temp, (1, 1))
+    path = cache.get(repo, "tools/a", iid)
+    assert instance_id_of_file(path) == iid
+    assert not old_temp.exists() and fresh_temp.exists()
+    # Touched but intact: re-hashed once, still used.
+    os.utime(path, (2, 2))
+    assert cache.lookup(iid) == path
+    # Changed content: discarded.
+    os.chmod(path, 0o644)
+    path.write_bytes(b"not a package")
+    assert cache.lookup(iid) is None
+    assert not path.exists()

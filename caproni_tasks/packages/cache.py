@@ -134,14 +134,15 @@ class InstanceCache:
             tmp.unlink(missing_ok=True)  # only an optimisation: next use re-hashes
 
     def _remove_stale_temps(self) -> None:
-        """Downloads cut short by a killed process leave temp files; drop the old ones."""
+        """Downloads cut short by a killed process leave hidden temp files (ours and the
+        repository's); drop those older than a day (younger ones may be in progress)."""
         cutoff = time.time() - _STALE_TEMP_SECONDS
         try:
             entries = list(os.scandir(self.directory))
         except OSError:
             return
         for entry in entries:
-            if entry.name.startswith(".tmp-"):
+            if entry.name.startswith("."):
                 try:
                     if entry.stat().st_mtime < cutoff:
                         os.unlink(entry.path)
