@@ -45,7 +45,7 @@ def test_process_kind_is_built_in() -> None:
 
 
 def test_unknown_kind_raises_with_the_known_ones() -> None:
-    with pytest.raises(UnknownTypeError, match="unknown reloader type: 'nope'.*process"):
+    with pytest.raises(UnknownTypeError, match=r"unknown reloader type: 'nope'.*process"):
         new_manager("nope")
 
 
