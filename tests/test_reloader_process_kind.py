@@ -139,3 +139,28 @@ async def test_run_refuses_an_uncloned_repository(tmp_path: Path) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_leftovers_skip_groups_whose_number_was_reused(tmp_path: Path) -> None:
+    """A recorded pid now held by another process (different start time) is not ours."""
+    import subprocess
+
+    from caproni_tasks.reloader import proctree
+    from caproni_tasks.reloader.session import leftovers
+
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        info = proctree.read_process(child.pid)
+        assert info is not None
+        record = SessionRecord(config="x", supervisor_pid=1, supervisor_start=None, started_at=0)
+        record.processes = [
+            ProcessRecord(
+                "r", "p", "ready", pid=child.pid, pgid=child.pid, pid_start=info.start_ticks
+            )
+        ]
+        assert [p.pid for p in leftovers(record)] == [child.pid]
+        record.processes[0].pid_start = info.start_ticks - 1  # "an earlier process"
+        assert leftovers(record) == []
+    finally:
+        child.kill()
+        child.wait()

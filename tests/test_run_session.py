@@ -216,3 +216,49 @@ def test_run_exits_when_every_process_ended_for_good(session: Session) -> None:
     result = session.invoke("run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "job-done" in result.stdout
+
+
+def test_validate_and_status_with_an_uncloned_repository(session: Session) -> None:
+    (session.project / "caproni.yaml").write_text(
+        "version: 2\n"
+        "repositories:\n"
+        "  app:\n"
+        "    repository: https://example.com/app.git\n"
+        "    directory: repos/app\n"
+        "reloaders:\n"
+        "  app:\n"
+        "    type: process\n"
+        "    repository: app\n"
+        "    process:\n"
+        "      processes:\n"
+        "        web:\n"
+        "          command: bin/server\n"
+        "          directory: web\n"
+    )
+    validated = session.invoke("validate")
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert "ok (1 reloader)" in validated.stdout
+    data = session.status()
+    assert data["reloaders"][0]["state"] == "not-ready"
+    assert "not cloned" in data["reloaders"][0]["reasons"][0]
+    refused = session.invoke("run")
+    assert refused.returncode == 1
+    assert "clone repository app first" in refused.stderr
+
+
+def test_second_interrupt_kills_at_once(session: Session) -> None:
+    (session.project / "caproni.yaml").write_text(
+        "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
+        "        stubborn:\n"
+        "          command: trap '' TERM; echo stubborn-up; while :; do sleep 0.1; done\n"
+        "          stop_timeout: 120\n"
+    )
+    proc = session.start()
+    wait_until(lambda: "stubborn-up" in session.output, 30)
+    pid = session.processes()["stubborn"]["pid"]
+    proc.send_signal(signal.SIGINT)
+    wait_until(lambda: "SIGINT: stopping every process" in session.output, 10)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 0, session.output  # well before the 120 s grace period
+    assert "interrupted again: killing every process now" in session.output
+    assert not pid_alive(pid)

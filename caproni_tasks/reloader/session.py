@@ -139,15 +139,19 @@ def leftovers(record: SessionRecord) -> list[proctree.ProcInfo]:
     """Live processes of a stale session's process groups that are still ours.
 
     A group counts only when it is still a session of its own (``sid == pgid``, as the
-    supervisor created it) and either its recorded leader is alive with the recorded
-    start time, or its members started no earlier than that leader did — a pid/pgid
-    reused by an unrelated program is never touched.
+    supervisor created it), its number is not held by another process than the
+    recorded leader (same pid, same start time), and its members started no earlier
+    than that leader did — a pid/pgid reused by an unrelated program is never touched.
     """
     processes = proctree.all_processes()
+    by_pid = {p.pid: p for p in processes}
     found: dict[int, proctree.ProcInfo] = {}
     for proc in record.processes:
         if proc.pgid is None or proc.pid_start is None or proc.pid is None:
             continue
+        holder = by_pid.get(proc.pid)
+        if holder is not None and holder.start_ticks != proc.pid_start:
+            continue  # the number now belongs to another process: so does the group
         for member in proctree.group_members(proc.pgid, processes):
             if member.sid != proc.pgid:
                 continue
