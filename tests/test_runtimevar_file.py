@@ -632,3 +632,68 @@ def test_async_face_with_real_files(tmp_path: Path) -> None:
     finally:
         for var in variables:
             var.close()
+
+
+def test_watch_points_follow_links_and_missing_parts(tmp_path: Path) -> None:
+    real = tmp_path / "..v1"
+    real.mkdir()
+    (real / "key").write_text("x")
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "key").symlink_to("..data/key")
+    base = str(tmp_path.resolve())
+    assert filevar.watch_points(str(tmp_path / "key")) == {
+        base: frozenset({f"{base}/key", f"{base}/..data"}),
+        f"{base}/..v1": frozenset({f"{base}/..v1/key"}),
+    }
+    assert filevar.watch_points(str(tmp_path / "a" / "b" / "c")) == {base: frozenset({f"{base}/a"})}
+    (tmp_path / "file").write_text("")
+    assert filevar.watch_points(str(tmp_path / "file" / "x")) == {base: frozenset({f"{base}/file"})}
+    (tmp_path / "loop").symlink_to("loop")
+    assert filevar.watch_points(str(tmp_path / "loop")) == {base: frozenset({f"{base}/loop"})}
+
+
+def test_a_file_in_place_of_the_parent_directory(tmp_path: Path, closing: list[Any]) -> None:
+    (tmp_path / "conf").write_text("I am a file")
+    var = open_file_variable(tmp_path / "conf" / "v.txt", STRING)
+    closing.append(var)
+    assert watch_error(var).code is ErrorCode.NOT_FOUND
+    (tmp_path / "conf").unlink()
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "v.txt").write_text("ok")
+    assert watch_until(var, lambda s: s.value == "ok").value == "ok"
+
+
+def test_falls_back_to_polling_when_native_watching_fails(
+    tmp_path: Path, closing: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from caproni_tasks.runtimevar import watcher
+
+    real_start = watcher.DirectoryWatcher.start
+
+    def start(self: watcher.DirectoryWatcher) -> None:
+        if not self.force_polling:
+            raise OSError(errno.EMFILE, "inotify instance limit reached")
+        real_start(self)
+
+    monkeypatch.setattr(watcher.DirectoryWatcher, "start", start)
+    var = open_file_variable(tmp_path / "p.txt", STRING)
+    closing.append(var)
+    watch_error(var)
+    (tmp_path / "p.txt").write_text("polled")
+    assert var.watch(timeout=LONG).value == "polled"
+
+
+def test_unwatchable_directory_is_retried_every_wait(
+    tmp_path: Path, closing: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(directory: str, paths: frozenset[str], callback: Callable[[], None]) -> Any:
+        raise PermissionError(errno.EACCES, "cannot watch", directory)
+
+    monkeypatch.setattr(REGISTRY, "subscribe", refuse)
+    path = tmp_path / "u.txt"
+    path.write_text("one")
+    var = open_file_variable(path, STRING, wait=0.1)
+    closing.append(var)
+    assert var.watch(timeout=LONG).value == "one"
+    write_atomic(path, "two")  # no watcher: only the retry (every 100 ms) can see it
+    assert var.watch(timeout=LONG).value == "two"

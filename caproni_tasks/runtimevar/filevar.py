@@ -22,7 +22,7 @@ from caproni_tasks.runtimevar.decoders import Decoder
 from caproni_tasks.runtimevar.errors import ErrorCode, VariableError, make_error
 from caproni_tasks.runtimevar.scheduler import SCHEDULER, Timer
 from caproni_tasks.runtimevar.variable import Publish, Snapshot, Variable
-from caproni_tasks.runtimevar.watcher import REGISTRY, Subscription
+from caproni_tasks.runtimevar.watcher import REGISTRY, Subscription, log
 
 T = TypeVar("T")
 
@@ -31,6 +31,7 @@ DEFAULT_WAIT = 30.0
 #: Symlink hops before giving up, as the kernel does (ELOOP).
 MAX_LINKS = 40
 _READ_CHUNK = 1 << 16
+_RESOLVE_ATTEMPTS = 5
 
 
 def open_file_variable(
@@ -85,6 +86,9 @@ def watch_points(path: str) -> dict[str, frozenset[str]]:
                 current = "/"
             pending[:0] = _components(target)
             continue
+        if not stat.S_ISDIR(st.st_mode) and any(c not in ("", ".") for c in pending):
+            points.add(candidate)  # a file where a directory should be: watch for its swap
+            break
         current = candidate
         if not pending:
             points.add(candidate)
@@ -193,7 +197,16 @@ class FileDriver:
             self._schedule_retry()
 
     def _watch(self) -> None:
-        wanted = watch_points(self.path)
+        for _ in range(_RESOLVE_ATTEMPTS):
+            try:
+                self._degraded = self._subscribe(watch_points(self.path))
+                return
+            except FileNotFoundError:
+                continue  # a directory vanished between resolving and watching: again
+        self._degraded = True
+
+    def _subscribe(self, wanted: dict[str, frozenset[str]]) -> bool:
+        """Match subscriptions to *wanted*; True if some directory cannot be watched."""
         degraded = False
         for directory in list(self._subscriptions):
             current = self._subscriptions[directory]
@@ -208,11 +221,12 @@ class FileDriver:
                 continue
             try:
                 self._subscriptions[directory] = REGISTRY.subscribe(directory, paths, self.refresh)
-            except OSError:
-                # Vanished since resolving (the next event or retry re-resolves) or not
-                # watchable at all: the retry timer covers it.
+            except FileNotFoundError:
+                raise
+            except Exception as exc:  # not watchable at all: the retry timer covers it
+                log.warning("cannot watch %s for %s: %s", directory, self.path, exc)
                 degraded = True
-        self._degraded = degraded
+        return degraded
 
     def _read(self) -> Snapshot[Any] | VariableError | None:
         try:
