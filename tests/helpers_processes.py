@@ -88,7 +88,7 @@ class CapturedOutput(Output):
 
     def __init__(self) -> None:
         self.buffer = io.BytesIO()
-        super().__init__(self.buffer, color=False)  # type: ignore[arg-type]
+        super().__init__(self.buffer, color=False)
 
     @property
     def text(self) -> str:

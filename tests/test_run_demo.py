@@ -53,7 +53,10 @@ def test_demo_runs_and_reloads(tmp_path: Path, subprocess_env: dict[str, str]) -
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    text = lambda: log.read_text(errors="replace")  # noqa: E731
+
+    def text() -> str:
+        return log.read_text(errors="replace")
+
     try:
         wait_until(lambda: "the service says: *** Hello from caproni-tasks! ***" in text(), 40)
         assert "waiting for server to be ready" in text()

@@ -89,7 +89,7 @@ async def test_custom_stop_signal(tmp_path: Path) -> None:
 
 def test_output_prefixes_pads_and_colours() -> None:
     stream = io.BytesIO()
-    output = Output(stream, color=False, names=["a", "longer"])  # type: ignore[arg-type]
+    output = Output(stream, color=False, names=["a", "longer"])
     output.lines("a", [b"one", b"two\r"])
     output.event("longer", "started (pid 1)")
     assert stream.getvalue().decode().splitlines() == [
@@ -98,7 +98,7 @@ def test_output_prefixes_pads_and_colours() -> None:
         "longer | :: started (pid 1)",
     ]
     coloured = io.BytesIO()
-    Output(coloured, color=True).lines("x", [b"hi"])  # type: ignore[arg-type]
+    Output(coloured, color=True).lines("x", [b"hi"])
     assert coloured.getvalue().startswith(b"\x1b[")
 
 
@@ -107,7 +107,7 @@ def test_output_survives_a_closed_terminal() -> None:
         def write(self, data: bytes) -> int:  # type: ignore[override]
             raise OSError(5, "Input/output error")
 
-    output = Output(Closed(), color=False)  # type: ignore[arg-type]
+    output = Output(Closed(), color=False)
     output.lines("a", [b"x"])
     output.event("a", "still fine")
     assert output.broken
