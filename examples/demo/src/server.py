@@ -7,16 +7,14 @@ import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common.text import decorate  # noqa: E402
+from common.text import decorate  # src/ is on sys.path: the script's directory
 
 GREETING = decorate(os.environ.get("GREETING", "hello"))
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = (b"ok\n" if self.path == "/health" else (GREETING + "\n").encode())
+        body = b"ok\n" if self.path == "/health" else (GREETING + "\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
