@@ -262,3 +262,27 @@ def test_second_interrupt_kills_at_once(session: Session) -> None:
     assert proc.wait(20) == 0, session.output  # well before the 120 s grace period
     assert "interrupted again: killing every process now" in session.output
     assert not pid_alive(pid)
+
+
+def test_status_reports_failed_after_max_restarts(session: Session) -> None:
+    (session.project / "caproni.yaml").write_text(
+        "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
+        "        crashy:\n          command: echo crashing; exit 4\n          max_restarts: 1\n"
+        "        steady:\n          command: echo steady-up; exec sleep 300\n"
+    )
+    proc = session.start()
+
+    def crashy_failed() -> bool:
+        return session.processes().get("crashy", {}).get("state") == "failed"
+
+    wait_until(crashy_failed, 30, interval=0.2)
+    data = session.status()
+    app = data["reloaders"][0]
+    assert app["state"] == "failed"
+    assert app["reasons"] == ["crashy exhausted its restarts"]
+    crashy = session.processes()["crashy"]
+    assert crashy["restarts"] == 1 and crashy["last_exit"] == 4
+    table = session.invoke("status").stdout
+    assert "failed" in table and "exit 4" in table
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0

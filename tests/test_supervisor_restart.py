@@ -65,7 +65,8 @@ async def test_crash_restarts_with_growing_backoff(tmp_path: Path) -> None:
     intervals = [b - a for a, b in itertools.pairwise(times)]
     for interval, nominal in zip(intervals, [0.1, 0.2, 0.4, 0.8], strict=True):
         assert interval >= nominal * 0.95
-    assert intervals[-1] > intervals[0] * 3
+    # Start-up overheads cancel out in the difference; the delays grew by 0.7 s.
+    assert intervals[-1] - intervals[0] >= 0.5
     assert process.restarts == 4
     assert process.last_exit == 3
     assert "failed after 4 restarts in a row" in out.text

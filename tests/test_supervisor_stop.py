@@ -137,9 +137,18 @@ async def test_two_writers_never_interleave_within_a_line(tmp_path: Path) -> Non
         spec("a", writer.format(tag="a"), tmp_path, restart="never"),
         spec("b", writer.format(tag="b"), tmp_path, restart="never"),
     ]
-    async with supervising("r", specs) as (_sup, out, task):
+    # A generous partial-line delay: a stall of the loaded CI machine mid-line must not
+    # split a line (the delay itself is tested on LineAssembler).
+    async with supervising("r", specs, partial_line_after=10.0) as (_sup, out, task):
         await asyncio.wait_for(asyncio.shield(task), 30)
     for name in ("a", "b"):
         body = [line for line in out.lines_of(name) if not line.startswith(":: ")]
         assert body[-1] == "END"
         assert body[:-1] == [name * 100] * 40
+
+
+@pytest.mark.anyio
+async def test_a_prompt_without_newline_is_shown(tmp_path: Path) -> None:
+    specs = [spec("asker", "printf 'Password: '; exec sleep 300", tmp_path)]
+    async with supervising("r", specs, partial_line_after=0.2) as (_sup, out, _):
+        await async_wait_until(lambda: out.exact("asker", "Password: ") == 1)

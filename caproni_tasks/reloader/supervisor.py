@@ -75,6 +75,8 @@ class SupervisorOptions:
     base_env: Mapping[str, str] | None = None
     #: After this long, say which dependency a waiting process is still waiting for.
     waiting_notice_after: float = 15.0
+    #: A partial output line (a prompt without newline) is shown after this long.
+    partial_line_after: float = 0.5
 
 
 def describe_exit(code: int | None) -> str:
@@ -330,7 +332,7 @@ class ManagedProcess:
             self._set(ProcessState.STARTING)
 
     async def _read_output(self, stream: asyncio.StreamReader) -> None:
-        lines = LineAssembler()
+        lines = LineAssembler(partial_after=self.supervisor.options.partial_line_after)
         output = self.supervisor.output
         while True:
             try:
