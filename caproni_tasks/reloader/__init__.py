@@ -24,6 +24,7 @@ from caproni_tasks.reloader.registry import (
     new_manager,
     register,
 )
+from caproni_tasks.reloader.validation import validate_reloaders
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -38,6 +39,7 @@ __all__ = [
     "list_types",
     "new_manager",
     "register",
+    "validate_reloaders",
 ]
 
 # Built-in kinds register on import.

@@ -34,25 +34,9 @@ def _load(path: Path) -> tuple[CaproniConfig | None, list[Diagnostic], dict[str,
 
 
 def _validate_all(config: CaproniConfig) -> list[Diagnostic]:
-    """Every reloader's own checks; an unknown kind is one diagnostic, not a crash."""
-    from caproni_tasks.diagnostics import Diagnostic
-    from caproni_tasks.reloader import ReloaderError, new_manager
+    from caproni_tasks.reloader.validation import validate_reloaders
 
-    found: list[Diagnostic] = []
-    for reloader in config.reloaders.values():
-        location = reloader.location
-        file, line, column = (
-            (location.file, location.line, location.column)
-            if location
-            else (str(config.path), 0, 0)
-        )
-        try:
-            manager = new_manager(reloader.type)
-        except ReloaderError as exc:
-            found.append(Diagnostic.error(file, line, column, "reloader-type", str(exc)))
-            continue
-        found.extend(manager.validate(reloader, config))
-    return sorted(set(found), key=lambda d: (d.file, d.line, d.column, d.code, d.message))
+    return validate_reloaders(config)
 
 
 def _checked_config(path: Path, fmt: str = "text") -> CaproniConfig:
