@@ -287,6 +287,9 @@ def test_delete_then_recreate(tmp_path: Path, closing: list[Any]) -> None:
     assert watch_error(var).code is ErrorCode.NOT_FOUND
     assert var.latest(timeout=0) is good
     var.check_health()
+    driver = var._driver
+    assert isinstance(driver, filevar.FileDriver)
+    assert driver._retry is None  # creation is a file event: no timer while missing
     path.write_text("first")  # same bytes as before the delete: still a new state
     assert var.watch(timeout=LONG).value == "first"
     path.unlink()

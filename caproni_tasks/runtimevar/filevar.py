@@ -169,6 +169,7 @@ class FileDriver:
         self._subscriptions: dict[str, Subscription] = {}
         self._degraded = False  # some directory could not be watched
         self._last_good_bytes: bytes | None = None  # None while the state is an error
+        self._stuck = False  # the current error is one no file event will clear
         self._retry: Timer | None = None
 
     def start(self, publish: Publish) -> None:
@@ -233,7 +234,12 @@ class FileDriver:
             data = read_bytes(self.path)
         except OSError as exc:
             self._last_good_bytes = None
-            return error_for_os_error(self.path, exc)
+            error = error_for_os_error(self.path, exc)
+            # Creation and deletion are file events; permissions, a directory in the
+            # way or I/O trouble are not.
+            self._stuck = error.code is not ErrorCode.NOT_FOUND
+            return error
+        self._stuck = False
         if self._last_good_bytes is not None and data == self._last_good_bytes:
             return None
         try:
@@ -248,7 +254,7 @@ class FileDriver:
         return Snapshot(value, datetime.now(UTC))
 
     def _schedule_retry(self) -> None:
-        needed = self._last_good_bytes is None or self._degraded
+        needed = self._stuck or self._degraded
         if not needed:
             if self._retry is not None:
                 self._retry.cancel()

@@ -143,6 +143,7 @@ class DirectoryWatcher:
                 self._signal.started.set()
                 return
             log.warning("watching %s failed: %s", self.path, exc)
+            REGISTRY.native_failed(self.path)
             self._die()
 
     def _dispatch(self, changed: set[str]) -> bool:
@@ -179,6 +180,9 @@ class WatcherRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._watchers: dict[str, DirectoryWatcher] = {}
+        # Directories whose native watch broke while running: polled from then on, so a
+        # persistent failure cannot turn into a loop of restarts.
+        self._poll_only: set[str] = set()
 
     def subscribe(self, directory: str, paths: frozenset[str], callback: Callback) -> Subscription:
         """Watch *directory* for events on *paths*; OSError if it cannot be watched."""
@@ -195,6 +199,10 @@ class WatcherRegistry:
         return subscription
 
     def _start(self, directory: str, identity: tuple[int, int]) -> DirectoryWatcher:
+        if directory in self._poll_only:
+            watcher = DirectoryWatcher(directory, identity, force_polling=True)
+            watcher.start()
+            return watcher
         watcher = DirectoryWatcher(directory, identity)
         try:
             watcher.start()
@@ -219,6 +227,10 @@ class WatcherRegistry:
                 del self._watchers[watcher.path]
         if idle:
             watcher.stop(wait=wait)
+
+    def native_failed(self, directory: str) -> None:
+        with self._lock:
+            self._poll_only.add(directory)
 
     def forget(self, watcher: DirectoryWatcher) -> None:
         with self._lock:
