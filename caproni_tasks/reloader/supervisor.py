@@ -139,6 +139,9 @@ class ManagedProcess:
         self._reader: asyncio.Task[None] | None = None
         self._log: LogMatcher | None = None
         self._escaped: list[proctree.ProcInfo] = []
+        #: True once the current run's group is known to be empty: its number may then
+        #: be reused by an unrelated process group, which must never be signalled.
+        self._group_gone = True
 
     # -- triggers -----------------------------------------------------------------
 
@@ -322,6 +325,7 @@ class ManagedProcess:
         self.started_at = time.time()
         self.last_exit = None
         self._escaped = []
+        self._group_gone = False
         assert proc.stdout is not None
         self._reader = asyncio.create_task(self._read_output(proc.stdout), name=f"out {self.label}")
         self.event(f"started (pid {proc.pid})")
@@ -397,7 +401,7 @@ class ManagedProcess:
     # -- stopping -------------------------------------------------------------------
 
     def _signal_group(self, sig: int) -> None:
-        if self.pid is None:
+        if self.pid is None or self._group_gone:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
@@ -415,7 +419,7 @@ class ManagedProcess:
     def _group_alive(self) -> bool:
         """Whether anything of this run is left: a live member of its process group, or
         a descendant that escaped the group."""
-        if self.pid is None:
+        if self.pid is None or self._group_gone:
             return False
         escaped = any(proctree.is_alive(e.pid, e.start_ticks) for e in self._escaped)
         try:
@@ -436,14 +440,13 @@ class ManagedProcess:
     async def _clear_group(self, sig: int) -> None:
         """After the leader exited: stop what it left behind in its group (a background
         job, a worker), gently then by force, so nothing outlives its run."""
-        if not self._group_alive():
-            await self._finish_reader()
-            return
-        self._signal_group(sig)
-        await self._wait_group_gone(self.spec.stop_timeout)
         if self._group_alive():
-            self._signal_group(signal.SIGKILL)
-            await self._wait_group_gone(5.0)
+            self._signal_group(sig)
+            await self._wait_group_gone(self.spec.stop_timeout)
+            if self._group_alive():
+                self._signal_group(signal.SIGKILL)
+                await self._wait_group_gone(5.0)
+        self._group_gone = not self._group_alive()
         await self._finish_reader()
 
     async def _wait_group_gone(self, timeout: float) -> bool:
@@ -472,7 +475,13 @@ class ManagedProcess:
         """Stop the running process (if any) and its whole group; return once all of it
         has exited. ``sig`` first, SIGKILL after ``stop_timeout``."""
         proc = self._proc
-        if proc is None or proc.returncode is not None:
+        if proc is None:
+            return
+        if proc.returncode is not None:
+            # The leader is gone; what it left in its group may not be (an interrupted
+            # clean-up after an exit).
+            if self._group_alive():
+                await self._clear_group(sig)
             return
         self._set(ProcessState.STOPPING)
         self.ready.clear()
