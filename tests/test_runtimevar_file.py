@@ -121,6 +121,10 @@ def watch_until(var: Variable[Any], predicate: Callable[[Snapshot[Any]], bool]) 
             return snap
 
 
+def watch_value(var: Variable[Any], expected: Any) -> Snapshot[Any]:
+    return watch_until(var, lambda s: bool(s.value == expected))
+
+
 def watch_error(var: Variable[Any]) -> VariableError:
     with pytest.raises(VariableError) as info:
         var.watch(timeout=LONG)
@@ -226,12 +230,13 @@ def test_equal_bytes_touch_and_chmod_are_no_new_state(
     var = open_file_variable(path, STRING)
     closing.append(var)
     first = var.watch(timeout=LONG)
-    for change in (
+    changes: list[Callable[[], None]] = [
         lambda: write_in_place(path, "same"),
         lambda: write_atomic(path, "same"),
         lambda: os.utime(path),
         lambda: os.chmod(path, 0o640),
-    ):
+    ]
+    for change in changes:
         mark = spy.mark()
         change()
         spy.wait_read(mark, lambda r: r == b"same")
@@ -254,7 +259,7 @@ def test_in_place_write_and_atomic_rename(tmp_path: Path, closing: list[Any]) ->
         else:
             write_atomic(path, str(i))
         # In-place writes may expose the truncated (empty) file first: wait for the value.
-        watch_until(var, lambda s, i=i: s.value == str(i))
+        watch_value(var, str(i))
 
 
 def test_editor_style_saves_are_followed(tmp_path: Path, closing: list[Any]) -> None:
@@ -611,8 +616,9 @@ def test_async_face_with_real_files(tmp_path: Path) -> None:
 
     async def follow(var: Variable[Any]) -> dict[str, Any]:
         async for snap in var.changes_async(errors="skip"):
-            if snap.value.get("done"):
-                return snap.value
+            value: dict[str, Any] = snap.value
+            if value.get("done"):
+                return value
         raise AssertionError("closed early")
 
     async def main() -> list[dict[str, Any]]:

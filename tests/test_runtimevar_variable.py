@@ -219,7 +219,7 @@ def test_everything_after_close_raises_the_shared_closed_error(fed: Any) -> None
 
 def test_context_manager_closes() -> None:
     driver = FedDriver()
-    with Variable(driver, name="fed://cm") as var:
+    with Variable[Any](driver, name="fed://cm") as var:
         driver.value("x")
         assert var.latest().value == "x"
     assert var.closed and driver.stopped == 1
@@ -374,7 +374,7 @@ def test_async_cancellation_propagates_and_unregisters(fed: Any) -> None:
 
 def test_async_changes_for_many_variables_on_one_loop() -> None:
     drivers = [FedDriver() for _ in range(50)]
-    variables = [Variable(d, name=f"fed://{i}") for i, d in enumerate(drivers)]
+    variables = [Variable[Any](d, name=f"fed://{i}") for i, d in enumerate(drivers)]
     threads_before = threading.active_count()
 
     async def consume(var: Variable[Any], want: int) -> list[Any]:
@@ -434,7 +434,7 @@ def test_async_context_manager() -> None:
     driver = FedDriver()
 
     async def main() -> Variable[Any]:
-        async with Variable(driver, name="fed://acm") as var:
+        async with Variable[Any](driver, name="fed://acm") as var:
             driver.value(5)
             assert (await var.latest_async()).value == 5
         return var
