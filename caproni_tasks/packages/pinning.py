@@ -196,10 +196,10 @@ def desired_from(source: EnsureSource, repository: Callable[[], Repository]) -> 
 
 @dataclass
 class PlatformResolution:
-    """What resolving every platform produced: entries for a versions file, and errors."""
+    """What resolving every platform produced: entries for a versions file, or an error."""
 
     entries: dict[tuple[str, str], str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 def resolve_all_platforms(
@@ -224,7 +224,7 @@ def resolve_all_platforms(
     try:
         resolve_for_platforms(source.file, recording)
     except EnsureFileError as exc:
-        result.errors.append(f"{source.path}: {exc}")
+        result.error = f"{source.path}: {exc}"
     return result
 
 

@@ -111,8 +111,8 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
         found = resolve_all_platforms(source, resolver)
     except PinningError as exc:
         fail(str(exc))
-    if found.errors:
-        fail("\n".join(found.errors))
+    if found.error is not None:
+        fail(found.error)
     versions = VersionsFile()
     for (package, version), iid in sorted(found.entries.items()):
         versions.add(package, version, iid)
@@ -147,9 +147,9 @@ def verify(c: Context, ensure_file: str | None = None, service_url: str | None =
         source = _load(c, ensure_file)
         resolver = RepositoryResolver(_repository_factory(c, source, service_url))
         found = resolve_all_platforms(source, resolver)
-        problems = list(found.errors)
+        problems = [found.error] if found.error is not None else []
         target = source.versions_path
-        if target is not None and not found.errors:
+        if target is not None and found.error is None:
             if not target.exists():
                 problems.append(
                     f"{target} does not exist: run 'invoke ensure.resolve' to create it"
