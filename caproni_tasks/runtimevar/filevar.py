@@ -11,6 +11,7 @@ a good value, and errors equal to the current error, are not new states.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import threading
@@ -225,7 +226,10 @@ class FileDriver:
             except FileNotFoundError:
                 raise
             except Exception as exc:  # not watchable at all: the retry timer covers it
-                log.warning("cannot watch %s for %s: %s", directory, self.path, exc)
+                level = logging.DEBUG if self._degraded else logging.WARNING
+                log.log(
+                    level, "cannot watch %s (retrying every %ss): %s", directory, self.wait, exc
+                )
                 degraded = True
         return degraded
 
