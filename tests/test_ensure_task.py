@@ -175,6 +175,15 @@ def test_resolved_versions_make_no_version_requests(
     assert tree(project / ".tools") == EXPECTED_V1
     assert server.requests == [f"/tools/main/@instances/{v1}"]
 
+    # Pinned and installed: no repository is needed at all.
+    (project / "tools.ensure").write_text(
+        "$ResolvedVersions pins/tools.versions\n$VerifiedPlatform linux-amd64 mac-arm64\n\n"
+        "tools/main version:1\n"
+    )
+    done = invoke(project, subprocess_env, "ensure")
+    assert done.returncode == 0, done.stderr
+    assert "everything is up to date (1 package(s))" in done.stdout
+
     # A line the versions file does not know is an error, and still no version request.
     server.reset()
     publish(repo_dir, "tools/extra", {"e": "e"}, refs=["latest"])

@@ -6,6 +6,7 @@ Thin: options and settings in, `caproni_tasks.packages` does the work, output ou
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,15 +180,18 @@ def _load(c: Context, ensure_file: str | None) -> EnsureSource:
     return EnsureSource.load(setting_path(c, "ensure_file", ensure_file))
 
 
-def _repository_factory(c: Context, source: EnsureSource, cli_url: str | None) -> Any:
-    """A memoised opener: the repository is opened on first use only."""
+def _repository_factory(
+    c: Context, source: EnsureSource, cli_url: str | None
+) -> Callable[[], Repository]:
+    """A memoised opener: the repository is chosen and opened on first use only, so a
+    run that needs no repository (everything pinned and installed) needs none set."""
     from caproni_tasks.packages.pinning import open_repository_at
 
-    url, base = source.service_url(cli_url, setting(c, "service_url"))
     opened: list[Repository] = []
 
     def factory() -> Repository:
         if not opened:
+            url, base = source.service_url(cli_url, setting(c, "service_url"))
             opened.append(open_repository_at(url, base))
         return opened[0]
 
