@@ -706,3 +706,21 @@ def test_unwatchable_directory_is_retried_every_wait(
     assert var.watch(timeout=LONG).value == "one"
     write_atomic(path, "two")  # no watcher: only the retry (every 100 ms) can see it
     assert var.watch(timeout=LONG).value == "two"
+
+
+def test_touching_the_directory_keeps_its_watcher(
+    tmp_path: Path, closing: list[Any], spy: ReadSpy
+) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("v")
+    var = open_file_variable(path, STRING)
+    closing.append(var)
+    var.watch(timeout=LONG)
+    (thread,) = watcher_threads(tmp_path)
+    mark = spy.mark()
+    os.chmod(tmp_path, 0o755)  # an event on the directory itself: everyone re-reads
+    spy.wait_read(mark, lambda r: r == b"v")
+    no_new_state(var)
+    assert watcher_threads(tmp_path) == [thread]  # same inode: the watch stays
+    write_atomic(path, "w")
+    assert var.watch(timeout=LONG).value == "w"

@@ -5,9 +5,10 @@ blind); the directory holding the path is watched, non-recursively, and events a
 matched against exact paths each subscriber cares about. Many variables in one
 directory share one watcher thread; releasing the last subscription stops it.
 
-An event on the watched directory itself (deleted, or moved away) means the watch is
-no longer looking at the path's directory: the watcher declares itself dead and asks
-every subscriber to re-resolve, which subscribes afresh to whatever exists now.
+An event on the watched directory itself is either a change of its attributes
+(everyone re-reads) or its deletion or move (the watch no longer looks at the path's
+directory): then the watcher declares itself dead and asks every subscriber to
+re-resolve, which subscribes afresh to whatever exists now.
 """
 
 from __future__ import annotations
@@ -148,11 +149,18 @@ class DirectoryWatcher:
 
     def _dispatch(self, changed: set[str]) -> bool:
         """Call the subscribers interested in *changed*; False once this watch is dead."""
-        if self.path in changed:
+        # An event on the directory itself with the same inode is a change of its
+        # attributes (chmod, touch): what it lets us read may have changed for everyone.
+        everyone = self.path in changed
+        if everyone and not self.identity_matches():
             self._die()
             return False
         with self.lock:
-            callbacks = [s.callback for s in self.subscriptions if not s.paths.isdisjoint(changed)]
+            callbacks = [
+                s.callback
+                for s in self.subscriptions
+                if everyone or not s.paths.isdisjoint(changed)
+            ]
         _call_all(callbacks)
         return not self._signal.stop.is_set()
 
