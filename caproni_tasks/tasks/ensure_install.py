@@ -29,6 +29,7 @@ _COMMON_HELP = {
 
 @task(
     default=True,
+    auto_shortflags=False,
     help={
         **_COMMON_HELP,
         "root": "Directory to install into (default: caproni.root, '.tools').",
@@ -88,7 +89,7 @@ def install(
     _write_json(json_path, {"result": _json_result(desired)})
 
 
-@task(help=_COMMON_HELP)
+@task(auto_shortflags=False, help=_COMMON_HELP)
 def resolve(c: Context, ensure_file: str | None = None, service_url: str | None = None) -> None:
     """Write the $ResolvedVersions file for every $VerifiedPlatform (the host if none)."""
     from caproni_tasks.ensure import VersionsFile
@@ -131,7 +132,7 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
     print(f"wrote {target}: {len(found.entries)} entries for {platforms}")
 
 
-@task(help=_COMMON_HELP)
+@task(auto_shortflags=False, help=_COMMON_HELP)
 def verify(c: Context, ensure_file: str | None = None, service_url: str | None = None) -> None:
     """Check that every package resolves for every $VerifiedPlatform and that the
     $ResolvedVersions file is current; installs nothing. Exit 1 otherwise."""
