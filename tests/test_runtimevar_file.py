@@ -321,7 +321,10 @@ def test_close_semantics_with_real_watcher(tmp_path: Path) -> None:
     ]
     for t in threads:
         t.start()
-    time.sleep(0.05)  # let them block (not a correctness wait)
+    deadline = time.monotonic() + LONG
+    while len(var._cond._waiters) < 2:  # type: ignore[attr-defined]  # both blocked
+        assert time.monotonic() < deadline, "callers never blocked"
+        time.sleep(0.005)
     var.close()
     for t in threads:
         t.join(LONG)

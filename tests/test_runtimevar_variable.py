@@ -79,6 +79,19 @@ def wait_until(predicate: Any, timeout: float = LONG) -> None:
         time.sleep(0.005)
 
 
+def wait_blocked(var: Variable[Any], threads: int) -> None:
+    """Wait until *threads* callers are blocked on the variable's condition."""
+    wait_until(lambda: len(var._cond._waiters) >= threads)  # type: ignore[attr-defined]
+
+
+async def async_wait_until(predicate: Any, timeout: float = LONG) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
 def test_latest_timeout_zero_before_any_value_raises_no_value_yet(fed: Any) -> None:
     var, _ = fed
     start = time.monotonic()
@@ -101,7 +114,7 @@ def test_latest_blocks_until_first_good_value(fed: Any) -> None:
     var, driver = fed
     driver.error(ErrorCode.NOT_FOUND, "missing")
     thread, out = in_thread(lambda: var.latest(timeout=LONG))
-    time.sleep(0.05)  # give the reader a chance to block (not a correctness wait)
+    wait_blocked(var, 1)
     assert not out
     driver.value("hello")
     thread.join(LONG)
@@ -193,7 +206,7 @@ def test_close_wakes_blocked_watch_and_latest(fed: Any) -> None:
     var, driver = fed
     watcher, watch_out = in_thread(lambda: var.watch())
     latest, latest_out = in_thread(lambda: var.latest())
-    time.sleep(0.05)  # let both block (not a correctness wait)
+    wait_blocked(var, 2)
     var.close()
     watcher.join(LONG)
     latest.join(LONG)
@@ -228,7 +241,7 @@ def test_context_manager_closes() -> None:
 def test_concurrent_latest_callers_all_get_the_first_value(fed: Any) -> None:
     var, driver = fed
     started = [in_thread(lambda: var.latest(timeout=LONG)) for _ in range(16)]
-    time.sleep(0.05)  # let them block (not a correctness wait)
+    wait_blocked(var, 16)
     driver.value({"n": 1})
     for thread, out in started:
         thread.join(LONG)
@@ -362,7 +375,7 @@ def test_async_cancellation_propagates_and_unregisters(fed: Any) -> None:
 
     async def main() -> None:
         task = asyncio.create_task(var.watch_async())
-        await asyncio.sleep(0.02)
+        await async_wait_until(lambda: len(var._async_waiters) == 1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError) as info:
             await task
@@ -387,7 +400,7 @@ def test_async_changes_for_many_variables_on_one_loop() -> None:
 
     async def main() -> list[list[Any]]:
         tasks = [asyncio.create_task(consume(v, 3)) for v in variables]
-        await asyncio.sleep(0.02)
+        await async_wait_until(lambda: all(len(v._async_waiters) == 1 for v in variables))
         assert threading.active_count() == threads_before  # no thread per waiter
 
         def feed() -> None:
@@ -416,8 +429,7 @@ def test_async_changes_end_on_close_async(fed: Any) -> None:
         task = asyncio.create_task(consume())
         driver.error(ErrorCode.NOT_FOUND, "missing")
         driver.value(1)
-        while len(seen) < 1:
-            await asyncio.sleep(0.005)
+        await async_wait_until(lambda: len(seen) >= 1)
         await var.close_async()
         await asyncio.wait_for(task, LONG)
         with pytest.raises(VariableError) as info:
