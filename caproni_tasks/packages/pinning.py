@@ -126,21 +126,17 @@ class RepositoryResolver:
     """
 
     def __init__(self, repository: Callable[[], Repository]) -> None:
-        self._repository = repository
+        # Opened now, so a missing or bad repository URL is one error, not one per line.
+        self._repo = repository()
         self._lock = threading.Lock()
-        self._repo: Repository | None = None
         self.error_code: str | None = None
 
     def __call__(self, package: str, version: str) -> Pin:
         from caproni_tasks.ensure import Pin
         from caproni_tasks.packages.repository import RepositoryError
 
-        with self._lock:
-            if self._repo is None:
-                self._repo = self._repository()
-            repo = self._repo
         try:
-            return Pin(package, repo.resolve_version(package, version))
+            return Pin(package, self._repo.resolve_version(package, version))
         except RepositoryError as exc:
             with self._lock:
                 self.error_code = self.error_code or exc.error_code

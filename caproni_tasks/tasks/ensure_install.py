@@ -54,11 +54,13 @@ def install(
     lock_timeout: int = 600,
 ) -> None:
     """Make the root match the ensure file: install, update, remove, repair packages."""
-    from caproni_tasks.packages.installer import Installer, InstallError
+    from caproni_tasks.packages.installer import PARANOID_MODES, Installer, InstallError
     from caproni_tasks.packages.pinning import PinningError, desired_from
     from caproni_tasks.packages.progress import make_reporter
 
     json_path = Path(json).absolute() if json else None
+    if paranoid and paranoid not in PARANOID_MODES:
+        fail(f"--paranoid {paranoid!r}: choose one of {', '.join(PARANOID_MODES)}")
     try:
         source = _load(c, ensure_file)
         repository = _repository_factory(c, source, service_url)
