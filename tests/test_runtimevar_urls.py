@@ -112,6 +112,8 @@ def test_unsupported_decoder_wording() -> None:
         ("tmp/x.json", "missing scheme"),
         ("nope:///tmp/x", 'no opener for scheme "nope"'),
         ("file://[::1/x", "invalid URL"),
+        ("file://h:xx/x", "invalid URL"),
+        ("file://user@/x", 'file URL host must be empty or "."'),
         ("", "empty URL"),
     ],
 )
@@ -153,3 +155,4 @@ def test_parse_variable_url_fields(tmp_path: Path) -> None:
     assert (parsed.scheme, parsed.host, parsed.path) == ("file", ".", "/a b")
     assert dict(parsed.query) == {"decoder": ["json"], "wait": ["1s"]}
     assert parsed.base_dir == tmp_path
+    assert parse_variable_url("env://HOME_Dir").host == "HOME_Dir"  # case kept for openers

@@ -30,7 +30,7 @@ class VariableURL:
 
     raw: str
     scheme: str  # lower case, without the ``runtimevar+`` prefix
-    host: str
+    host: str  # as written (case kept)
     path: str  # percent-decoded
     query: Mapping[str, list[str]]
     base_dir: Path  # what relative paths resolve against
@@ -73,9 +73,7 @@ def parse_variable_url(url: str, *, base_dir: str | os.PathLike[str] | None = No
         raise url_error(repr(url), "empty URL")
     try:
         parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        if parts.port is not None or parts.username is not None:
-            raise ValueError("user and port are not allowed")
+        _ = parts.port  # raises on a malformed port
     except ValueError as exc:
         raise url_error(url, f"invalid URL: {exc}") from None
     scheme = parts.scheme.lower()
@@ -83,15 +81,13 @@ def parse_variable_url(url: str, *, base_dir: str | os.PathLike[str] | None = No
         raise url_error(url, "missing scheme (expected e.g. file:///path/to/value.json)")
     if scheme.startswith(_PREFIX):
         scheme = scheme[len(_PREFIX) :]
-    if parts.netloc and not host:
-        host = parts.netloc
     query: dict[str, list[str]] = {}
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         query.setdefault(key, []).append(value)
     return VariableURL(
         raw=url,
         scheme=scheme,
-        host=host,
+        host=parts.netloc,
         path=urllib.parse.unquote(parts.path),
         query=query,
         base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
@@ -138,7 +134,7 @@ def open_file_url(url: VariableURL) -> Variable[Any]:
             wait = parse_duration(wait_text)
         except ValueError as exc:
             raise url.error(f'invalid wait "{wait_text}": {exc}') from None
-    if url.host not in ("", ".", "localhost"):
+    if url.host.lower() not in ("", ".", "localhost"):
         raise url.error(
             f'file URL host must be empty or "." (got "{url.host}"): '
             "use file:///absolute/path or file://./relative/path"
