@@ -98,6 +98,12 @@ def write_in_place(path: Path, data: str | bytes) -> None:
         f.write(raw)
 
 
+def rewrite_without_truncating(path: Path, data: bytes) -> None:
+    """Write *data* over the start of the file: never an empty file in between."""
+    with open(path, "r+b") as f:
+        f.write(data)
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     raw = data.encode() if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.tmp")
@@ -161,8 +167,8 @@ def test_missing_at_open_then_created(tmp_path: Path, closing: list[Any]) -> Non
     waiter_result: list[Any] = []
     waiter = threading.Thread(target=lambda: waiter_result.append(var.latest(timeout=LONG)))
     waiter.start()
-    write_in_place(path, '{"ready": true}')
-    assert var.watch(timeout=LONG).value == {"ready": True}
+    write_in_place(path, '{"ready": true}')  # may be read half-written: wait for the value
+    watch_value(var, {"ready": True})
     waiter.join(LONG)
     assert waiter_result[0].value == {"ready": True}
 
@@ -204,7 +210,7 @@ def test_invalid_json_after_good_value(tmp_path: Path, closing: list[Any], spy: 
     closing.append(var)
     assert var.watch(timeout=LONG).value == {"v": 1}
 
-    write_in_place(path, "not json")
+    write_atomic(path, "not json")  # atomic: no truncated state in between
     err = watch_error(var)
     assert err.code is ErrorCode.UNKNOWN
     assert isinstance(err.__cause__, json.JSONDecodeError)
@@ -214,7 +220,7 @@ def test_invalid_json_after_good_value(tmp_path: Path, closing: list[Any], spy: 
 
     # Different bytes, same error message: no new state.
     mark = spy.mark()
-    write_in_place(path, "nope json")
+    write_atomic(path, "nope json")
     spy.wait_read(mark, lambda r: r == b"nope json")
     no_new_state(var)
 
@@ -231,7 +237,7 @@ def test_equal_bytes_touch_and_chmod_are_no_new_state(
     closing.append(var)
     first = var.watch(timeout=LONG)
     changes: list[Callable[[], None]] = [
-        lambda: write_in_place(path, "same"),
+        lambda: rewrite_without_truncating(path, b"same"),
         lambda: write_atomic(path, "same"),
         lambda: os.utime(path),
         lambda: os.chmod(path, 0o640),
@@ -296,7 +302,7 @@ def test_delete_then_recreate(tmp_path: Path, closing: list[Any]) -> None:
     assert isinstance(driver, filevar.FileDriver)
     assert driver._retry is None  # creation is a file event: no timer while missing
     path.write_text("first")  # same bytes as before the delete: still a new state
-    assert var.watch(timeout=LONG).value == "first"
+    watch_value(var, "first")
     path.unlink()
     assert watch_error(var).code is ErrorCode.NOT_FOUND
     write_atomic(path, "second")
@@ -394,7 +400,7 @@ def test_directory_is_invalid_argument_and_retried(tmp_path: Path, closing: list
     assert "is a directory" in str(err)
     path.rmdir()
     path.write_text("now a file")
-    assert var.watch(timeout=LONG).value == "now a file"
+    watch_value(var, "now a file")
 
 
 def test_fifo_is_refused_without_hanging(tmp_path: Path, closing: list[Any]) -> None:
@@ -582,7 +588,7 @@ def test_project_inside_dot_venv_is_not_ignored(tmp_path: Path, closing: list[An
     closing.append(var)
     watch_error(var)
     (folder / "x.txt").write_text("seen")
-    assert var.watch(timeout=LONG).value == "seen"
+    watch_value(var, "seen")
 
 
 def watcher_threads(directory: Path) -> list[threading.Thread]:
@@ -692,7 +698,7 @@ def test_falls_back_to_polling_when_native_watching_fails(
     closing.append(var)
     watch_error(var)
     (tmp_path / "p.txt").write_text("polled")
-    assert var.watch(timeout=LONG).value == "polled"
+    watch_value(var, "polled")
 
 
 def test_unwatchable_directory_is_retried_every_wait(

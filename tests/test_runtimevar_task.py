@@ -135,6 +135,13 @@ class Lines:
                 return out
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replace *path* in one step, so the follower never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
@@ -176,15 +183,12 @@ def test_follow_prints_changes_and_errors_until_sigint(
     out, err = Lines(child.stdout), Lines(child.stderr)  # type: ignore[arg-type]
 
     assert "error NOT_FOUND" in err.next()  # missing at start: reported, still running
-    path.write_text('{"v": 1}')
+    write_atomic(path, '{"v": 1}')
     assert out.next().startswith("# 20")  # the change's time
     assert json.loads("".join(out.next() for _ in range(3))) == {"v": 1}
-    tmp = project / ".flags.tmp"
-    tmp.write_text("{broken")
-    os.replace(tmp, path)
+    write_atomic(path, "{broken")
     assert "error UNKNOWN" in err.next()
-    tmp.write_text('{"v": 2}')
-    os.replace(tmp, path)
+    write_atomic(path, '{"v": 2}')
     assert out.next().startswith("# 20")
     assert json.loads("".join(out.next() for _ in range(3))) == {"v": 2}
 
@@ -205,7 +209,7 @@ def test_follow_json_lines(
     path.unlink()
     record = json.loads(err.next())
     assert record["error"]["code"] == "NOT_FOUND"
-    path.write_text("two")
+    write_atomic(path, "two")
     assert json.loads(out.next())["value"] == "two"
     assert stop_with_sigint(child) == 0
     assert not any("Traceback" in line for line in err.rest())
