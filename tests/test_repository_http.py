@@ -20,6 +20,7 @@ from caproni_tasks.packages.repository import (
     InstanceNotFoundError,
     PackageNotFoundError,
     Repository,
+    RepositoryError,
     VersionNotFoundError,
     WritableRepository,
     open_repository,
@@ -173,6 +174,12 @@ def test_server_errors_are_backend_unavailable_with_the_url(
         repo.resolve_version("a/b", "latest")
     del server.fail_with["/a/b/@index.json"]
     assert repo.resolve_version("a/b", "latest")  # failures are not cached
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/repo", "http://[::1/repo"])
+def test_malformed_urls_are_repository_errors(url: str) -> None:
+    with pytest.raises(RepositoryError, match="bad repository URL"):
+        open_repository(url)
 
 
 def test_server_down(tmp_path: Path) -> None:

@@ -69,7 +69,11 @@ class HttpRepository:
     """
 
     def __init__(self, url: str, *, timeout: float = 60.0, retries: int = 2) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # urllib checks the port only when asked
+        except ValueError as error:
+            raise RepositoryError(f"bad repository URL {url!r}: {error}") from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             raise RepositoryError(f"not an HTTP(S) repository URL: {url!r}")
@@ -78,8 +82,8 @@ class HttpRepository:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             self._auth = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        if parts.port is not None:
-            netloc += f":{parts.port}"
+        if port is not None:
+            netloc += f":{port}"
         # Keep existing %-escapes, encode what may not appear raw (spaces, non-ASCII).
         path = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=~")
         self._base = f"{scheme}://{netloc}{path}"

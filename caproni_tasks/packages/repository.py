@@ -149,7 +149,10 @@ def schemes() -> list[str]:
 
 def open_repository(url: str, *, base_dir: Path | None = None) -> Repository:
     """Open the repository at ``url``; a plain path (relative to ``base_dir``) is local."""
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as error:  # e.g. an unclosed "[" of an IPv6 host
+        raise RepositoryError(f"bad repository URL {url!r}: {error}") from None
     if len(scheme) <= 1:  # no scheme, or a Windows drive letter
         path = Path(url).expanduser()
         if not path.is_absolute() and base_dir is not None:
