@@ -153,6 +153,22 @@ def test_one_pass_no_rescan() -> None:
         expand_template("${a}", {"a": "${b}", "b": "x"})
 
 
+@pytest.mark.parametrize(
+    ("text", "variables"),
+    [
+        # A substituted value must not combine with the text around it into a new
+        # reference: "${${os}" is the (unknown) first reference, whatever "os" holds.
+        ("${${os}}", platform_template_args("arch", "x")),
+        ("${a${b}}", {"b": "X", "aX": "Y"}),
+        ("${a${b}}", {"aX": "Y", "b": "X"}),
+    ],
+)
+def test_substituted_text_never_forms_a_new_reference(text: str, variables: dict[str, str]) -> None:
+    with pytest.raises(TemplateError) as err:
+        expand_template(text, variables)
+    assert str(err.value).startswith('unknown variable "${')
+
+
 @pytest.mark.parametrize("text", ["${platform", "$platform", "${platform}$", "a$", "$"])
 def test_leftover_dollar(text: str) -> None:
     with pytest.raises(TemplateError) as err:

@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 VARIABLE_RE = re.compile(r"\$\{([^=}]*)(?:=([^}]*))?\}")
-_SIMPLE_NAME_RE = re.compile(r"[^${}=]*")
 
 
 class TemplateSkipped(Exception):
@@ -68,16 +67,25 @@ def expand_template(template: str, variables: Mapping[str, str], *, validate: bo
 def _expand_plain(template: str, variables: Mapping[str, str]) -> str | None:
     """The common case fast: only ``${name}`` references, all known, nothing left over.
 
-    None whenever the full algorithm is needed (to raise the right error). Equal to
-    `_expand` when it returns a string, because a result without "$" means every
-    "$" was the start of a replaced ``${name}``, which the one-pass scan sees alike.
+    None whenever the full algorithm is needed (to raise the right error). Each
+    ``${`` must open a reference to a known variable whose value holds no ``$``,
+    and no other ``$`` may appear, so the result equals one pass of `_expand`:
+    substituted values are never scanned again.
     """
-    result = template
-    for name, value in variables.items():
-        if "$" in value or not _SIMPLE_NAME_RE.fullmatch(name):
+    head, *references = template.split("${")
+    if "$" in head:
+        return None
+    pieces = [head]
+    for reference in references:
+        name, closed, tail = reference.partition("}")
+        if not closed or "$" in tail:
             return None
-        result = result.replace("${" + name + "}", value)
-    return None if "$" in result else result
+        value = variables.get(name)
+        if value is None or "$" in value:
+            return None
+        pieces.append(value)
+        pieces.append(tail)
+    return "".join(pieces)
 
 
 def _expand(template: str, variables: Mapping[str, str], *, validate: bool) -> str:
