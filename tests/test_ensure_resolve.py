@@ -113,7 +113,9 @@ def test_subdir_expansion_error() -> None:
 def test_expanded_subdir_must_be_valid() -> None:
     text = "@Subdir ${os}\na latest\n"
     message = resolve_error(text, {"os": "../up", "arch": "x", "platform": "p"})
-    assert message == 'bad subdir "../up": contains disallowed dot-path prefix'
+    assert message == (
+        'normalizing "${os}": bad subdir "../up": contains disallowed dot-path prefix'
+    )
 
 
 def test_package_template_expansion_error() -> None:

@@ -94,7 +94,14 @@ def _expand_lines(
         try:
             validate_subdir(subdir)
         except ValidationError as err:
-            report(ResolveError(str(err), code="bad-subdir", line=subdir_line, subject=raw_subdir))
+            report(
+                ResolveError(
+                    f"normalizing {go_quote(raw_subdir)}: {err}",
+                    code="bad-subdir",
+                    line=subdir_line,
+                    subject=raw_subdir,
+                )
+            )
             continue
         for definition in file.packages_by_subdir[raw_subdir]:
             line = definition.line
