@@ -427,3 +427,62 @@ def test_each_instance_is_fetched_once_and_bad_files_are_reported(
     assert done.returncode == 1
     assert f"{project / 'tools.ensure'}:2: " in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_repository_selection_order_and_relative_paths(
+    project: Path, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """$ServiceURL, else --service-url (cwd-relative), else caproni.service_url
+    (project-relative, wherever the ensure file and the working directory are)."""
+    publish(project / "repo-config", "tools/main", V1, refs=["latest"])
+    publish(tmp_path / "repo-cli", "tools/main", V2, refs=["latest"])
+    (project / "cfg").mkdir()
+    (project / "cfg/tools.ensure").write_text("tools/main latest\n")
+    (project / "invoke.yaml").write_text(
+        "caproni:\n  service_url: repo-config\n  ensure_file: cfg/tools.ensure\n"
+    )
+    deep = project / "deep"
+    deep.mkdir()
+    done = invoke(deep, subprocess_env, "ensure")
+    assert done.returncode == 0, done.stderr
+    assert tree(project / ".tools") == EXPECTED_V1
+
+    done = invoke(deep, subprocess_env, "ensure", "--service-url", "../../repo-cli")
+    assert done.returncode == 0, done.stderr
+    assert tree(project / ".tools") == EXPECTED_V2
+
+    (project / "cfg/tools.ensure").write_text(
+        f"$ServiceURL {(project / 'repo-config').as_uri()}\n\ntools/main latest\n"
+    )
+    done = invoke(deep, subprocess_env, "ensure", "--service-url", "../../repo-cli")
+    assert done.returncode == 0, done.stderr
+    assert tree(project / ".tools") == EXPECTED_V1
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("--service-url", "--service-url: repository directory"),
+        ("setting", "caproni.service_url: repository directory"),
+        ("ensure", "$ServiceURL in "),
+    ],
+)
+def test_a_bad_repository_is_one_error_naming_its_origin(
+    project: Path, subprocess_env: dict[str, str], where: str, expected: str
+) -> None:
+    lines = "tools/a latest\ntools/b latest\n"
+    args: list[str] = []
+    if where == "ensure":
+        (project / "tools.ensure").write_text(f"$ServiceURL http://127.0.0.1:99999/\n\n{lines}")
+    else:
+        (project / "tools.ensure").write_text(lines)
+        if where == "setting":
+            (project / "invoke.yaml").write_text("caproni:\n  service_url: nowhere\n")
+        else:
+            args = ["--service-url", "nowhere"]
+    for task in ("ensure", "ensure.verify"):
+        done = invoke(project, subprocess_env, task, *args)
+        assert done.returncode == 1
+        assert done.stderr.startswith(expected), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (project / ".tools").exists()

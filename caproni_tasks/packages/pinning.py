@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EnsureSource",
     "PinningError",
+    "RepositoryChoice",
     "RepositoryResolver",
     "StaleEntry",
     "desired_from",
@@ -85,18 +86,25 @@ class EnsureSource:
         path = Path(name).expanduser()
         return path if path.is_absolute() else self.directory / path
 
-    def service_url(self, cli: str | None, config: str | None) -> tuple[str, Path]:
-        """The repository URL and the directory a plain path in it is relative to.
+    def service_url(
+        self, cli: str | None, config: str | None, config_base: Path | None = None
+    ) -> RepositoryChoice:
+        """Which repository the file means: ``$ServiceURL``, else ``cli``, else ``config``.
 
-        ``$ServiceURL`` and ``caproni.service_url`` are relative to the ensure file's
-        directory; ``--service-url`` to the working directory, like every CLI path.
+        A plain path is relative to where it was written: ``--service-url`` to the
+        working directory, like every command-line path; ``caproni.service_url`` to
+        ``config_base`` (the project directory, like every path setting; the ensure
+        file's directory if not given). ``$ServiceURL`` always has a scheme.
         """
         if self.file.service_url:
-            return self.file.service_url, self.directory
+            return RepositoryChoice(
+                self.file.service_url, self.directory, f"$ServiceURL in {self.path}"
+            )
         if cli:
-            return cli, Path.cwd()
+            return RepositoryChoice(cli, Path.cwd(), "--service-url")
         if config:
-            return str(config), self.directory
+            base = config_base if config_base is not None else self.directory
+            return RepositoryChoice(str(config), base, "caproni.service_url")
         raise PinningError(
             f"no package repository for {self.path}: add '$ServiceURL <url>' to it, "
             "pass --service-url, or set caproni.service_url in invoke.yaml"
@@ -109,13 +117,32 @@ class EnsureSource:
         return verified_platforms(self.file)
 
 
-def open_repository_at(url: str, base_dir: Path) -> Repository:
-    from caproni_tasks.packages.repository import RepositoryError, open_repository
+@dataclass(frozen=True)
+class RepositoryChoice:
+    """A repository URL (or plain path), the directory a relative path is taken from,
+    and where the user wrote it (for error messages)."""
 
-    try:
-        return open_repository(url, base_dir=base_dir)
-    except RepositoryError as exc:
-        raise PinningError(str(exc), exc.error_code) from None
+    url: str
+    base_dir: Path
+    origin: str
+
+    def open(self) -> Repository:
+        """Open it; a bad URL or a local directory that does not exist is one error
+        naming where the URL came from (rather than one error per package line)."""
+        from caproni_tasks.packages.local import LocalRepository
+        from caproni_tasks.packages.repository import RepositoryError, open_repository
+
+        try:
+            repository = open_repository(self.url, base_dir=self.base_dir)
+        except RepositoryError as exc:
+            raise PinningError(f"{self.origin}: {exc}", exc.error_code) from None
+        if isinstance(repository, LocalRepository) and not repository.root.is_dir():
+            raise PinningError(
+                f"{self.origin}: repository directory {repository.root} does not exist "
+                "(publish into it with 'invoke pkg.create --repo DIR', or fix the URL)",
+                "backend_unavailable_error",
+            )
+        return repository
 
 
 class RepositoryResolver:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from caproni_tasks.tasks._common import fail, setting, setting_path
+from caproni_tasks.tasks._common import fail, project_dir, setting, setting_path
 
 if TYPE_CHECKING:
     from caproni_tasks.packages.installer import Desired, InstallResult
@@ -188,14 +188,12 @@ def _repository_factory(
 ) -> Callable[[], Repository]:
     """A memoised opener: the repository is chosen and opened on first use only, so a
     run that needs no repository (everything pinned and installed) needs none set."""
-    from caproni_tasks.packages.pinning import open_repository_at
-
     opened: list[Repository] = []
 
     def factory() -> Repository:
         if not opened:
-            url, base = source.service_url(cli_url, setting(c, "service_url"))
-            opened.append(open_repository_at(url, base))
+            choice = source.service_url(cli_url, setting(c, "service_url"), project_dir(c))
+            opened.append(choice.open())
         return opened[0]
 
     return factory
