@@ -136,8 +136,11 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
 
 @task(auto_shortflags=False, help=_COMMON_HELP)
 def verify(c: Context, ensure_file: str | None = None, service_url: str | None = None) -> None:
-    """Check that every package resolves for every $VerifiedPlatform and that the
-    $ResolvedVersions file is current; installs nothing. Exit 1 otherwise."""
+    """Check (installing nothing) that every platform resolves and pins are current.
+
+    Every package must resolve for every $VerifiedPlatform (the host if none) and the
+    $ResolvedVersions file, if any, must match; exit 1 otherwise.
+    """
     from caproni_tasks.packages.pinning import (
         PinningError,
         RepositoryResolver,
