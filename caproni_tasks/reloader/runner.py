@@ -2,8 +2,8 @@
 
 SIGINT, SIGTERM and SIGHUP all end the session the same way: every process group is
 stopped (dependants first), managers undo their setup, descendants that escaped their
-group are stopped, and the state file is removed. A second SIGINT while stopping kills
-whatever is left at once.
+group are stopped, and the state file is removed. A second SIGINT (or SIGTERM) while
+stopping kills whatever is left at once.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["RunResult", "SessionWriter", "run_session", "select_reloaders"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: Seconds between a state change and the state file write that records it.
+WRITE_DELAY = 0.05
 
 
 @dataclass
@@ -72,8 +74,8 @@ def _known_processes(reloaders: Sequence[ReloaderSpec]) -> list[ProcessRef]:
 
 
 class SessionWriter:
-    """Keeps the state file in step with the supervisor; several changes within one
-    turn of the event loop become one write."""
+    """Keeps the state file in step with the supervisor; the changes of a moment
+    (``WRITE_DELAY``) become one write."""
 
     def __init__(self, config: CaproniConfig, reloaders: Sequence[ReloaderSpec]) -> None:
         self.path = session_file(config.path)
@@ -92,7 +94,9 @@ class SessionWriter:
         if self._scheduled or not self.enabled:
             return
         self._scheduled = True
-        asyncio.get_running_loop().call_soon(self.flush)
+        # Slightly later, not at once: keeps the write off a restart's critical path
+        # and folds the few state changes of one restart into one write.
+        asyncio.get_running_loop().call_later(WRITE_DELAY, self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
@@ -136,7 +140,10 @@ async def run_session(
     reloaders = select_reloaders(config, only)
     output = output or Output()
     _claim_session(config, output)
-    managers = {r.name: new_manager(r.type) for r in reloaders}
+    try:
+        managers = {r.name: new_manager(r.type) for r in reloaders}
+    except ReloaderError as exc:
+        raise RunFailedError(str(exc)) from exc
     if subreaper:
         proctree.set_child_subreaper()
 
@@ -171,7 +178,7 @@ async def run_session(
             result.stopped_by = signal.Signals(signum).name
             output.event(SUPERVISOR_LABEL, f"{result.stopped_by}: stopping every process")
             stop.set()
-        elif signum == signal.SIGINT:
+        elif signum in (signal.SIGINT, signal.SIGTERM):
             output.event(
                 SUPERVISOR_LABEL, "interrupted again: killing every process now", error=True
             )

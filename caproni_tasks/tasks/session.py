@@ -73,7 +73,7 @@ def run(c: Context, only: list[str] | None = None, config: str | None = None) ->
     """Run the reloaders of caproni.yaml with restarts and hot reload until Ctrl-C."""
     import asyncio
 
-    from caproni_tasks.reloader import RunFailedError
+    from caproni_tasks.reloader import ReloaderError, RunFailedError
     from caproni_tasks.reloader.runner import run_session, select_reloaders
 
     path = setting_path(c, "config", config)
@@ -90,7 +90,7 @@ def run(c: Context, only: list[str] | None = None, config: str | None = None) ->
     _tools_on_path(c)
     try:
         result = asyncio.run(run_session(loaded, only=names))
-    except RunFailedError as exc:
+    except ReloaderError as exc:
         fail(str(exc), 1)
     if result.errors:
         fail("\n".join(result.errors), result.exit_code or 1)
