@@ -15,12 +15,12 @@ from caproni_tasks.ensure import (
     PackageDef,
     Pin,
     ResolvedFile,
+    host_template_args,
     instance_id_from_sha256,
     parse,
     platform_template_args,
     resolve_for_platforms,
 )
-from caproni_tasks.ensure import resolve as resolve_module
 
 LINUX = platform_template_args("linux", "amd64")
 MAC = platform_template_args("mac", "arm64")
@@ -89,7 +89,7 @@ def test_templates_expand_and_pins_come_from_the_resolver() -> None:
 
 def test_default_template_args_are_the_host() -> None:
     f = parse("t/${platform} latest\n")
-    host = resolve_module.host_template_args()["platform"]
+    host = host_template_args()["platform"]
     assert f.resolve(FakeRepo()).packages_by_subdir[""][0].package == f"t/{host}"
 
 
@@ -295,9 +295,42 @@ def test_platforms_share_lookups() -> None:
 
 def test_no_verified_platform_means_host() -> None:
     result = resolve_for_platforms(parse("a latest\n"), FakeRepo())
-    host = resolve_module.host_template_args()
+    host = host_template_args()
     assert list(result) == [(host["os"], host["arch"])]
 
 
 def test_mac_args() -> None:
     assert resolve("x/${os=mac} latest\n", MAC).packages_by_subdir[""][0].package == "x/mac"
+
+
+def test_a_failed_lookup_is_reported_on_every_line_that_uses_it() -> None:
+    repo = FakeRepo({("a/b", "latest")})
+    f = parse("@Subdir ${os}\na/b latest\n@Subdir linux\na/b latest\n", host_args=LINUX)
+    with pytest.raises(MultiError) as err:
+        f.resolve(repo, template_args=LINUX)
+    assert str(err.value) == (
+        "err[0]: failed to resolve a/b@latest (line 2): no such version\n"
+        "err[1]: failed to resolve a/b@latest (line 4): no such version"
+    )
+    assert repo.calls == [("a/b", "latest")]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (Pin("a", "not-an-id"), 'not a valid package instance ID "not-an-id": '),
+        (Pin("other", IID), 'the resolver returned a pin of "other", expecting "a"'),
+    ],
+)
+def test_the_resolvers_answer_must_be_a_valid_pin_of_the_package(answer: Pin, reason: str) -> None:
+    with pytest.raises(EnsureFileError) as err:
+        parse("a latest\n").resolve(lambda package, version: answer, template_args=LINUX)
+    assert str(err.value).startswith(f"failed to resolve a@latest (line 1): {reason}")
+
+
+def test_a_resolver_may_answer_with_any_hash_algorithm() -> None:
+    import base64
+
+    unknown_algo = base64.urlsafe_b64encode(bytes(32) + b"\x07").rstrip(b"=").decode()
+    r = parse("a latest\n").resolve(lambda p, v: Pin(p, unknown_algo), template_args=LINUX)
+    assert r.packages_by_subdir[""] == [Pin("a", unknown_algo)]

@@ -33,6 +33,7 @@ from caproni_tasks.ensure.validation import (
     Pin,
     is_valid_package_name,
     service_url_problem,
+    validate_instance_id,
     validate_package_name,
     validate_subdir,
     validate_version,
@@ -178,7 +179,7 @@ def _lookup_all(
 
     def lookup(key: tuple[str, str]) -> Pin | BaseException:
         try:
-            return resolver(*key)
+            return _checked_pin(key[0], resolver(*key))
         except Exception as err:  # a resolver may fail in any way; report, never crash
             return err
 
@@ -194,6 +195,18 @@ def _lookup_all(
                     results[other] = outcome
             break
     return results
+
+
+def _checked_pin(package: str, pin: Pin) -> Pin:
+    """The resolver's answer, refused unless it is a valid pin of ``package``."""
+    if not isinstance(pin, Pin):
+        raise TypeError(f"the resolver returned {type(pin).__name__}, not a Pin")
+    if pin.package != package:
+        raise ValueError(
+            f"the resolver returned a pin of {go_quote(pin.package)}, expecting {go_quote(package)}"
+        )
+    validate_instance_id(pin.instance_id, any_hash=True)
+    return pin
 
 
 def resolve_file(
@@ -219,22 +232,20 @@ def resolve_file(
     lines = _expand_lines(file, args, None)
     found = _lookup_all(lines, resolver)
     errors: list[EnsureFileError] = []
-    reported: set[tuple[str, str]] = set()
     seen: dict[tuple[str, str], int] = {}
     by_subdir = result.packages_by_subdir
     for subdir, package, version, line, _ in lines:
         outcome = found[(package, version)]
         if isinstance(outcome, BaseException):
-            if (package, version) not in reported:
-                reported.add((package, version))
-                errors.append(
-                    ResolveError(
-                        f"failed to resolve {package}@{version} (line {line}): {outcome}",
-                        code="resolve-failed",
-                        line=line,
-                        subject=version,
-                    )
+            # Looked up once, reported on every line that uses it (as the client does).
+            errors.append(
+                ResolveError(
+                    f"failed to resolve {package}@{version} (line {line}): {outcome}",
+                    code="resolve-failed",
+                    line=line,
+                    subject=version,
                 )
+            )
             continue
         if not allow_duplicates:
             first = seen.get((subdir, package))
