@@ -334,3 +334,15 @@ def test_a_resolver_may_answer_with_any_hash_algorithm() -> None:
     unknown_algo = base64.urlsafe_b64encode(bytes(32) + b"\x07").rstrip(b"=").decode()
     r = parse("a latest\n").resolve(lambda p, v: Pin(p, unknown_algo), template_args=LINUX)
     assert r.packages_by_subdir[""] == [Pin("a", unknown_algo)]
+
+
+def test_several_errors_of_several_platforms_form_one_flat_list() -> None:
+    f = parse("$VerifiedPlatform linux-amd64 mac-arm64\na latest\nb latest\n")
+    with pytest.raises(MultiError) as err:
+        resolve_for_platforms(f, FakeRepo({("a", "latest"), ("b", "latest")}))
+    assert str(err.value) == (
+        "err[0]: when resolving linux-amd64: failed to resolve a@latest (line 2): no such version\n"
+        "err[1]: when resolving linux-amd64: failed to resolve b@latest (line 3): no such version\n"
+        "err[2]: when resolving mac-arm64: failed to resolve a@latest (line 2): no such version\n"
+        "err[3]: when resolving mac-arm64: failed to resolve b@latest (line 3): no such version"
+    )

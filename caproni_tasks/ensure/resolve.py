@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from caproni_tasks.ensure.errors import (
     EnsureFileError,
+    MultiError,
     PlatformError,
     ResolveError,
     ValidationError,
@@ -283,7 +284,8 @@ def resolve_for_platforms(
 ) -> dict[tuple[str, str], ResolvedFile]:
     """Resolve for every ``$VerifiedPlatform`` (the host if none), each lookup once.
 
-    Errors are prefixed ``when resolving <os>-<arch>: `` and raised together.
+    Each error is prefixed ``when resolving <os>-<arch>: `` and all are raised together
+    as one flat list (a platform's several errors are not nested).
     """
     memo: dict[tuple[str, str], Pin | Exception] = {}
 
@@ -309,6 +311,8 @@ def resolve_for_platforms(
                 template_args=platform_template_args(*platform),
                 allow_duplicates=allow_duplicates,
             )
+        except MultiError as err:  # flattened: each error names its platform
+            errors.extend(PlatformError(platform, each) for each in err.errors)
         except EnsureFileError as err:
             errors.append(PlatformError(platform, err))
     error = combine_errors(errors)
