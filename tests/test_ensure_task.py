@@ -486,3 +486,33 @@ def test_a_bad_repository_is_one_error_naming_its_origin(
         assert done.stderr.startswith(expected), done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (project / ".tools").exists()
+
+
+def test_unwritable_outputs_are_one_clear_error(
+    project: Path, repo_dir: Path, subprocess_env: dict[str, str]
+) -> None:
+    publish(repo_dir, "tools/main", V1, refs=["latest"])
+    (project / "a-file").write_text("not a directory\n")
+    write_ensure(project, repo_dir.as_uri(), "tools/main latest")
+    done = invoke(project, subprocess_env, "ensure", "--json", "a-file/out.json")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"cannot write the --json file {project}/a-file/out.json: ")
+    assert "Traceback" not in done.stderr
+
+    write_ensure(project, repo_dir.as_uri(), "tools/gone latest")
+    done = invoke(project, subprocess_env, "ensure", "--json", "a-file/out.json")
+    assert done.returncode == 1
+    first, second = done.stderr.strip().splitlines()
+    assert "tools/gone" in first and second.startswith("cannot write the --json file")
+
+    write_ensure(
+        project,
+        repo_dir.as_uri(),
+        "tools/main latest",
+        settings="$ResolvedVersions a-file/tools.versions",
+    )
+    done = invoke(project, subprocess_env, "ensure.resolve")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"cannot write the versions file {project}/a-file/")
+    assert "Traceback" not in done.stderr
+    assert (project / "a-file").read_text() == "not a directory\n"

@@ -129,8 +129,11 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
     if old == text:
         print(f"{target} is up to date ({len(found.entries)} entries; {platforms})")
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, text)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, text)
+    except OSError as exc:
+        fail(f"cannot write the versions file {target}: {exc.strerror or exc}")
     print(f"wrote {target}: {len(found.entries)} entries for {platforms}")
 
 
@@ -242,5 +245,9 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 
     from caproni_tasks.packages.state import atomic_write_text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json_module.dumps(data, indent=2, sort_keys=True) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json_module.dumps(data, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        problem = f"cannot write the --json file {path}: {exc.strerror or exc}"
+        fail(f"{data['error']}\n{problem}" if "error" in data else problem)
