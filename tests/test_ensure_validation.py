@@ -121,24 +121,34 @@ def test_valid_instance_ids(iid: str) -> None:
 @pytest.mark.parametrize(
     ("iid", "reason"),
     [
-        (SHA1_HEX.upper(), "not a valid hex SHA1 digest"),
-        ("g" * 40, "not a valid hex SHA1 digest"),
-        (SHA256_ID[:-1] + "!", "cannot base64 decode"),
-        ("a" * 45, "cannot base64 decode"),
+        (
+            SHA1_HEX.upper(),
+            f"bad lowercase hex string {go_quote(SHA1_HEX.upper())}, "
+            f"wrong char {SHA1_HEX.upper().lstrip('0123456789')[0]}",
+        ),
+        ("g" * 40, f'bad lowercase hex string "{"g" * 40}", wrong char g'),
+        # 40 UTF-8 bytes (not characters) select the hex form.
+        ("a" * 38 + "é", f'bad lowercase hex string "{"a" * 38}é", wrong char é'),
+        (SHA256_ID[:-1] + "!", "cannot base64 decode: illegal base64 data at input byte 43"),
+        ("a" * 45, "cannot base64 decode: illegal base64 data at input byte 44"),
+        ("a" * 30 + "é", "cannot base64 decode: illegal base64 data at input byte 30"),
+        ("é" + "a" * 30, "cannot base64 decode: illegal base64 data at input byte 0"),
+        ("a=" + "a" * 30, "cannot base64 decode: illegal base64 data at input byte 1"),
         ("abc", "not a valid size for an encoded digest"),
-        (_b64(b"\x01" * 22), "the digest has unexpected length"),
-        (_b64(b"\x01" * 32 + b"\x00"), "unspecified hash algo"),
-        (_b64(b"\x01" * 20 + b"\x02"), "invalid SHA256 digest"),
-        (_b64(b"\x01" * 32 + b"\x01"), "invalid SHA1 digest"),
+        # The size is checked before the alphabet and the length modulo 4.
+        ("a", "not a valid size for an encoded digest"),
+        ("!" * 27, "not a valid size for an encoded digest"),
+        (_b64(b"\x01" * 22), "the digest can't be odd"),
+        (_b64(b"\x01" * 32 + b"\x00"), "unspecified hash algo (0)"),
+        (_b64(b"\x01" * 20 + b"\x02"), "wrong digest len 20 for algo SHA256"),
+        (_b64(b"\x01" * 32 + b"\x01"), "wrong digest len 32 for algo SHA1"),
         (_b64(b"\x01" * 32 + b"\x07"), "unsupported unknown hash algorithm #7"),
     ],
 )
 def test_invalid_instance_ids(iid: str, reason: str) -> None:
     with pytest.raises(InvalidInstanceID) as err:
         validate_instance_id(iid)
-    message = str(err.value)
-    assert message.startswith(f"not a valid package instance ID {go_quote(iid)}: ")
-    assert reason in message
+    assert str(err.value) == f"not a valid package instance ID {go_quote(iid)}: {reason}"
 
 
 def test_unknown_hash_algorithms_pass_only_where_any_hash_is_allowed() -> None:

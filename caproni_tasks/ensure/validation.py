@@ -8,7 +8,6 @@ All checks use full matches: Python's ``$`` would also match before a final newl
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -103,8 +102,8 @@ def validate_package_name(name: str) -> None:
 
 # --- instance IDs --------------------------------------------------------------------
 
-_LOWER_HEX_RE = re.compile(r"[0-9a-f]{40}")
-_BASE64URL_RE = re.compile(r"[A-Za-z0-9_\-]+")
+_NOT_HEX_RE = re.compile(r"[^0-9a-f]")
+_NOT_BASE64URL_RE = re.compile(r"[^A-Za-z0-9_\-]")
 _LEGACY_SHA1_LEN = 40
 _MIN_ENCODED_LEN = 28
 #: Hash algorithm byte -> (name, digest length in bytes).
@@ -112,31 +111,46 @@ _KNOWN_HASHES: dict[int, tuple[str, int]] = {1: ("SHA1", 20), 2: ("SHA256", 32)}
 _SHA256_ALGO = 2
 
 
+def _utf8_len(text: str) -> int:
+    """Lengths are counted in UTF-8 bytes, as the original client counts them."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _instance_id_problem(iid: str, *, any_hash: bool) -> str | None:
-    """Why ``iid`` is not an instance ID, or None when it is one."""
-    if len(iid) == _LEGACY_SHA1_LEN:
-        return None if _LOWER_HEX_RE.fullmatch(iid) else "not a valid hex SHA1 digest"
-    # Python's decoder silently skips characters outside the alphabet: check first.
-    if not _BASE64URL_RE.fullmatch(iid) or len(iid) % 4 == 1:
-        return "cannot base64 decode: not URL-safe base64 without padding"
-    if len(iid) < _MIN_ENCODED_LEN:
+    """Why ``iid`` is not an instance ID (in the client's words), or None when it is one.
+
+    Checked in the client's order: 40 bytes means hex; otherwise the size, the
+    base64url alphabet (Python's decoder would silently skip other characters,
+    so the offending byte offset is found here), the decoded length and the hash
+    algorithm byte.
+    """
+    size = _utf8_len(iid)
+    if size == _LEGACY_SHA1_LEN:
+        bad = _NOT_HEX_RE.search(iid)
+        if bad is None:
+            return None
+        return f"bad lowercase hex string {go_quote(iid)}, wrong char {bad.group(0)}"
+    if size < _MIN_ENCODED_LEN:
         return "not a valid size for an encoded digest"
-    try:
-        blob = base64.urlsafe_b64decode(iid + "=" * (-len(iid) % 4))
-    except (binascii.Error, ValueError):
-        return "cannot base64 decode: not URL-safe base64 without padding"
-    if len(blob) % 2 != 1:
-        return f"the digest has unexpected length {len(blob) - 1}"
+    bad = _NOT_BASE64URL_RE.search(iid)
+    if bad is not None:
+        offset = _utf8_len(iid[: bad.start()])
+        return f"cannot base64 decode: illegal base64 data at input byte {offset}"
+    if size % 4 == 1:  # a lone trailing character cannot encode a byte
+        return f"cannot base64 decode: illegal base64 data at input byte {size - 1}"
+    blob = base64.urlsafe_b64decode(iid + "=" * (-size % 4))
+    if len(blob) % 2 != 1:  # the digest (even) plus one algorithm byte
+        return "the digest can't be odd"
     algo = blob[-1]
     digest_len = len(blob) - 1
     if algo == 0:
-        return "unspecified hash algo"
+        return "unspecified hash algo (0)"
     known = _KNOWN_HASHES.get(algo)
     if known is None:
         return None if any_hash else f"unsupported unknown hash algorithm #{algo}"
     algo_name, expected = known
     if digest_len != expected:
-        return f"invalid {algo_name} digest: expecting {expected} bytes, got {digest_len}"
+        return f"wrong digest len {digest_len} for algo {algo_name}"
     return None
 
 
