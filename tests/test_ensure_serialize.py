@@ -265,3 +265,23 @@ def test_add_validates_all_three_values() -> None:
         f'version given as instance ID ("{IID}") should resolve into that ID, not into "{IID2}"'
     )
     assert len(v) == 0
+
+
+def test_versions_file_accepts_any_hash_algorithm() -> None:
+    import base64
+
+    future = base64.urlsafe_b64encode(bytes(48) + b"\x05").rstrip(b"=").decode()
+    v = VersionsFile()
+    v.add("a", "latest", future)
+    assert parse_versions_file(v.serialize()) == v
+    assert v.resolve("a", "latest") == Pin("a", future)
+
+
+def test_a_version_that_is_its_own_instance_id_is_not_recorded() -> None:
+    v = VersionsFile()
+    v.add("a", IID, IID)
+    assert len(v) == 0
+    assert v.serialize() == HEADER
+    parsed = parse_versions_file(f"{HEADER}\na\n\t{IID}\n\t{IID}\n")
+    assert parsed == VersionsFile()
+    assert parsed.resolve("a", IID) == Pin("a", IID)

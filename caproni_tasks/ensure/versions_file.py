@@ -56,12 +56,19 @@ class VersionsFile:
     entries: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def add(self, package: str, version: str, instance_id: str) -> None:
-        """Record a pin after validating all three values (errors as in the reference)."""
+        """Record a pin after validating all three values (errors as in the reference).
+
+        Any hash algorithm is accepted, as from a repository. A version that is itself
+        an instance ID must map to itself and is not recorded: it resolves to itself
+        without the file (the client writes no such entry either).
+        """
         validate_package_name(package)
         validate_version(version)
-        validate_instance_id(instance_id)
-        if is_instance_id(version) and version != instance_id:
-            raise VersionsFileError(_mismatch(version, instance_id))
+        validate_instance_id(instance_id, any_hash=True)
+        if is_instance_id(version):
+            if version != instance_id:
+                raise VersionsFileError(_mismatch(version, instance_id))
+            return
         self.entries[(package, version)] = instance_id
 
     def resolve(self, package: str, version: str) -> Pin:
@@ -119,10 +126,11 @@ def parse_versions_file(text: str) -> VersionsFile:
             elif state == "instance_id":
                 if not line:
                     raise error("expecting an instance ID, not a new line")
-                validate_instance_id(line)
-                if is_instance_id(version) and version != line:
-                    raise error(_mismatch(version, line))
-                result.entries[(package, version)] = line
+                validate_instance_id(line, any_hash=True)
+                try:
+                    result.add(package, version, line)
+                except VersionsFileError as err:
+                    raise error(err.message) from None
                 state = "blank"
             elif line:
                 raise error("expecting an empty line between each version definition triple")
