@@ -109,6 +109,13 @@ def test_packages_sorted_stably_by_template_and_aligned() -> None:
     )
 
 
+def test_alignment_measures_names_in_utf8_bytes_and_pads_by_characters() -> None:
+    # As the client: the width is the longest name in bytes ("é" is 2) plus one,
+    # and the padding counts characters.
+    assert fmt("é latest\n") == "é   latest\n"
+    assert fmt("ab v:1\né v:2\n") == "ab  v:1\né   v:2\n"
+
+
 def test_empty_subdirs_are_not_written() -> None:
     assert fmt("@Subdir empty\n@Subdir\na latest\n") == "a  latest\n"
 

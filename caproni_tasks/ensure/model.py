@@ -167,14 +167,16 @@ def _canonical_text(
     """Head sections, then one section per subdir in byte order, a blank line apart.
 
     Within a subdir rows are sorted (stably) by name and the name is left-justified to
-    the longest name plus one, then a space and the version.
+    the longest name plus one, then a space and the version. As in the client, the
+    longest name is measured in UTF-8 bytes, so a non-ASCII name pads a little wider.
     """
     parts = [head for head in heads if head]
     for subdir in sorted(rows_by_subdir):
         rows = sorted(rows_by_subdir[subdir], key=_first)
         if not rows:
             continue
-        width = max(len(name) for name, _ in rows) + 1
+        # The client measures the longest name in UTF-8 bytes but pads by characters.
+        width = max(len(name.encode("utf-8", "surrogatepass")) for name, _ in rows) + 1
         header = f"@Subdir {subdir}\n" if subdir else ""
         parts.append(header + "".join(f"{name:<{width}} {version}\n" for name, version in rows))
     return "\n".join(parts)
