@@ -89,8 +89,8 @@ def test_build_then_register(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert LocalRepository(tmp_path / "r").resolve_version("a/b", "latest") == out.strip()
 
 
-def test_set_ref_and_set_tag(capsys: pytest.CaptureFixture[str], tmp_path: Path, src: Path) -> None:
-    repo = str(tmp_path / "repo")
+def two_instances(capsys: pytest.CaptureFixture[str], src: Path, repo: str) -> tuple[str, str]:
+    """Publish a/b twice: the first tagged version:1, the second (one more file) latest."""
     _, one, _ = run(
         capsys,
         "pkg.create",
@@ -103,11 +103,16 @@ def test_set_ref_and_set_tag(capsys: pytest.CaptureFixture[str], tmp_path: Path,
         "--repo",
         repo,
     )
-    (src / "new.txt").write_text("2")
+    (src / "second.txt").write_text("2")
     _, two, _ = run(
         capsys, "pkg.create", "--in", str(src), "--name", "a/b", "--ref", "latest", "--repo", repo
     )
-    one, two = one.strip(), two.strip()
+    return one.strip(), two.strip()
+
+
+def test_set_ref_and_set_tag(capsys: pytest.CaptureFixture[str], tmp_path: Path, src: Path) -> None:
+    repo = str(tmp_path / "repo")
+    one, two = two_instances(capsys, src, repo)
     code, out, err = run(
         capsys,
         "pkg.set-ref",
@@ -228,29 +233,14 @@ def test_describe_text_lists_instances_refs_and_tags(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, src: Path
 ) -> None:
     repo = str(tmp_path / "repo")
-    _, one, _ = run(
-        capsys,
-        "pkg.create",
-        "--in",
-        str(src),
-        "--name",
-        "a/b",
-        "--tag",
-        "version:1",
-        "--repo",
-        repo,
-    )
-    (src / "x").write_text("x")
-    _, two, _ = run(
-        capsys, "pkg.create", "--in", str(src), "--name", "a/b", "--ref", "latest", "--repo", repo
-    )
+    one, two = two_instances(capsys, src, repo)
     code, out, _ = run(capsys, "pkg.describe", "a/b", "--repo", repo)
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "Package:    a/b"
     assert lines[2] == "Instances (oldest first):"
-    assert lines[3].split()[0] == one.strip() and "tags: version:1" in lines[3]
-    assert lines[4].split()[0] == two.strip() and "refs: latest" in lines[4]
+    assert lines[3].split()[0] == one and "tags: version:1" in lines[3]
+    assert lines[4].split()[0] == two and "refs: latest" in lines[4]
     assert "Refs:" in lines and "Tags:" in lines
 
 
