@@ -581,6 +581,27 @@ def test_watched_directory_deleted_and_recreated(tmp_path: Path, closing: list[A
     assert watch_until(var, lambda s: s.value == "3").value == "3"
 
 
+def test_directory_recreated_at_once_keeps_being_watched(
+    tmp_path: Path, closing: list[Any]
+) -> None:
+    """rm -rf + mkdir in one go: ext4 hands the new directory the old inode number, so
+    only the deletion event can tell that the old watch died with the old directory."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "v.txt"
+    path.write_text("0")
+    var = open_file_variable(path, STRING)
+    closing.append(var)
+    assert var.watch(timeout=LONG).value == "0"
+    for round_ in range(1, 4):
+        shutil.rmtree(folder)
+        folder.mkdir()
+        path.write_text(f"{round_}")
+        watch_value(var, f"{round_}")
+        path.write_text(f"{round_} edited")
+        watch_value(var, f"{round_} edited")
+
+
 def test_project_inside_dot_venv_is_not_ignored(tmp_path: Path, closing: list[Any]) -> None:
     folder = tmp_path / ".venv" / "node_modules" / "__pycache__"
     folder.mkdir(parents=True)

@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("caproni_tasks.runtimevar")
 
@@ -33,6 +34,8 @@ POLL_DELAY_MS = 300
 START_TIMEOUT_S = 10.0
 
 Callback = Callable[[], None]
+#: ``watchfiles.Change.deleted`` (kept here so importing this module stays light).
+_DELETED = 3
 
 
 class _StopSignal:
@@ -136,7 +139,7 @@ class DirectoryWatcher:
                 poll_delay_ms=POLL_DELAY_MS,
                 raise_interrupt=False,
             ):
-                if not self._dispatch({path for _, path in batch}):
+                if not self._dispatch(batch):
                     break
         except BaseException as exc:  # reported to start() or logged; never kills the process
             if not self._signal.started.is_set():
@@ -147,9 +150,16 @@ class DirectoryWatcher:
             REGISTRY.native_failed(self.path)
             self._die()
 
-    def _dispatch(self, changed: set[str]) -> bool:
-        """Call the subscribers interested in *changed*; False once this watch is dead."""
-        # An event on the directory itself with the same inode is a change of its
+    def _dispatch(self, batch: set[tuple[Any, str]]) -> bool:
+        """Call the subscribers interested in *batch*; False once this watch is dead."""
+        changed = {path for _, path in batch}
+        # The directory itself deleted or moved away: the inotify watch is gone with it.
+        # Its inode number may already name a new directory at the same path (ext4 reuses
+        # them at once), so the event, not the identity, decides.
+        if any(path == self.path and change == _DELETED for change, path in batch):
+            self._die()
+            return False
+        # Any other event on the directory itself with the same inode is a change of its
         # attributes (chmod, touch): what it lets us read may have changed for everyone.
         everyone = self.path in changed
         if everyone and not self.identity_matches():
