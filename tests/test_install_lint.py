@@ -78,7 +78,7 @@ def test_the_same_miss_on_every_platform_is_reported_once(tmp_path: Path) -> Non
         "$ResolvedVersions tools.versions\n$VerifiedPlatform linux-amd64 mac-arm64\n\na/b latest\n"
     )
     path = write(tmp_path, text, versions(("c/d", "latest", IID_A)))
-    diagnostics = lint_versions_file(path, text)
+    diagnostics = [d for d in lint_versions_file(path, text) if d.file == str(path)]
     assert len(diagnostics) == 1
     assert "linux-amd64, mac-arm64" in diagnostics[0].message
 
@@ -93,3 +93,22 @@ def test_syntax_errors_point_into_the_versions_file(tmp_path: Path) -> None:
     assert d.line == 4
     assert d.code == "versions-file-syntax"
     assert "unexpected EOF, expecting an instance ID" in d.message
+
+
+def test_unused_entries_point_into_the_versions_file(tmp_path: Path) -> None:
+    text = "$ResolvedVersions tools.versions\n$VerifiedPlatform linux-amd64\n\na/new latest\n"
+    stale = versions(("a/b", "latest", IID_A), ("a/old", "version:1", IID_B))
+    path = write(tmp_path, text, stale)
+    found = lint_versions_file(path, text)
+    assert [(d.file, d.line, d.code) for d in found] == [
+        (str(path), 4, "versions-file-stale"),
+        (str(tmp_path / "tools.versions"), 4, "versions-file-stale"),
+        (str(tmp_path / "tools.versions"), 8, "versions-file-stale"),
+    ]
+    assert "a/new@latest" in found[0].message and "not in the versions file" in found[0].message
+    assert found[1].message.startswith("a/b latest is not used by the ensure file any more")
+    assert found[2].message.startswith("a/old version:1 is not used")
+
+    text = "$ResolvedVersions tools.versions\n\n${bogus}/x latest\n"  # resolving stops early
+    path = write(tmp_path, text, stale)
+    assert all("not used" not in d.message for d in lint_versions_file(path, text))

@@ -1,16 +1,21 @@
 """Offline checks of an ensure file's ``$ResolvedVersions`` file, as `Diagnostic`s.
 
 What ``invoke ensure.verify`` checks without a repository: the versions file parses,
-and it has an entry for every package and version of every ``$VerifiedPlatform`` (the
-host if none). Missing entries point at the package line of the ensure file;
-syntax errors at the line of the versions file.
+it has an entry for every package and version of every ``$VerifiedPlatform`` (the
+host if none), and no entry the ensure file no longer uses. Missing entries point at
+the package line of the ensure file; syntax errors and unused entries at the line of
+the versions file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from caproni_tasks.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from caproni_tasks.ensure import Pin
 
 __all__ = ["lint_versions_file"]
 
@@ -54,9 +59,15 @@ def lint_versions_file(path: Path, text: str) -> list[Diagnostic]:
 
     lines = text.split("\n")
     found: dict[tuple[int, str, str], list[str]] = {}
+    used: set[tuple[str, str]] = set()
+
+    def recording(package: str, version: str) -> Pin:
+        used.add((package, version))
+        return versions.resolve(package, version)
+
     for os_name, arch in source.platforms():
         try:
-            parsed.resolve(versions.resolve, template_args=platform_template_args(os_name, arch))
+            parsed.resolve(recording, template_args=platform_template_args(os_name, arch))
         except EnsureFileError as exc:
             errors = exc.errors if isinstance(exc, MultiError) else [exc]
             for error in errors:
@@ -76,7 +87,40 @@ def lint_versions_file(path: Path, text: str) -> list[Diagnostic]:
                 f"{message} (when resolving {', '.join(platforms)}){hint}",
             )
         )
+    # Errors other than a missing entry stop resolving before versions are looked up,
+    # so which entries are used is only known when every error is a missing entry.
+    if all("not in the versions file" in message for _, message, _ in found):
+        out.extend(_unused_entries(shown, versions_text, set(versions.entries) - used))
     return out
+
+
+def _unused_entries(shown: str, text: str, unused: set[tuple[str, str]]) -> list[Diagnostic]:
+    """An error at the package line of each entry no platform of the ensure file uses."""
+    out = []
+    for line, package, version in _entry_lines(text):
+        if (package, version) in unused:
+            out.append(
+                Diagnostic.error(
+                    shown,
+                    line,
+                    1,
+                    "versions-file-stale",
+                    f"{package} {version} is not used by the ensure file any more; "
+                    "run 'invoke ensure.resolve' to update it",
+                )
+            )
+    return out
+
+
+def _entry_lines(text: str) -> list[tuple[int, str, str]]:
+    """(line of the package name, package, version) of each triple of a versions file
+    that already parsed: non-comment lines, taken three at a time."""
+    values = [
+        (number, stripped)
+        for number, raw in enumerate(text.split("\n"), start=1)
+        if (stripped := raw.strip()) and not stripped.startswith("#")
+    ]
+    return [(values[i][0], values[i][1], values[i + 1][1]) for i in range(0, len(values) - 2, 3)]
 
 
 def _shown(target: Path, ensure_path: Path) -> str:
