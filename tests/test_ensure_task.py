@@ -244,6 +244,7 @@ def test_dry_run_and_json(project: Path, repo_dir: Path, subprocess_env: dict[st
     done = invoke(project, subprocess_env, "ensure", "--dry-run", "--json", "out.json")
     assert done.returncode == 0, done.stderr
     assert f"would install tools/main in 'bin' {iid}" in done.stdout
+    assert done.stdout.endswith("dry run: would install 1; 0 unchanged\n")
     assert not (project / ".tools").exists()
     expected = {"result": {"bin": [{"package": "tools/main", "instance_id": iid}]}}
     assert json.loads((project / "out.json").read_text()) == expected

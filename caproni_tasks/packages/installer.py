@@ -165,13 +165,14 @@ class InstallResult:
         changed = {(a.subdir, a.package) for a in self.plan.actions}
         unchanged = sum(1 for d in self.desired if d.identity not in changed)
         parts = [
-            f"{'would be ' if self.dry_run else ''}{_PAST[kind]} {n}"
+            f"{kind.value if self.dry_run else _PAST[kind]} {n}"
             for kind in ActionKind
             if (n := self.plan.count(kind))
         ]
         if not parts:
             return f"everything is up to date ({len(self.desired)} package(s))"
-        return ", ".join(parts) + f"; {unchanged} unchanged"
+        summary = ", ".join(parts) + f"; {unchanged} unchanged"
+        return f"dry run: would {summary}" if self.dry_run else summary
 
 
 def root_path(subdir: str, name: str) -> str:
