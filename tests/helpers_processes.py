@@ -115,7 +115,6 @@ def fast_options(**overrides: Any) -> SupervisorOptions:
     """Short backoff for tests: crash restarts in tens of milliseconds, not seconds."""
     values: dict[str, Any] = {
         "backoff": BackoffPolicy(base=0.05, factor=2.0, cap=1.0, healthy_after=60.0),
-        "watch_step_ms": 30,
     }
     values.update(overrides)
     return SupervisorOptions(**values)
