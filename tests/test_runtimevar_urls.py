@@ -110,6 +110,8 @@ def test_unsupported_decoder_wording() -> None:
         ("file://.", "missing file path"),
         ("/tmp/x", "missing scheme"),
         ("tmp/x.json", "missing scheme"),
+        ("file:conf/x.json", 'expected "file://"'),
+        ("FILE:/tmp/x", 'expected "FILE://"'),
         ("nope:///tmp/x", 'no opener for scheme "nope"'),
         ("file://[::1/x", "invalid URL"),
         ("file://h:xx/x", "invalid URL"),

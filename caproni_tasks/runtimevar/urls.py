@@ -77,8 +77,13 @@ def parse_variable_url(url: str, *, base_dir: str | os.PathLike[str] | None = No
     except ValueError as exc:
         raise url_error(url, f"invalid URL: {exc}") from None
     scheme = parts.scheme.lower()
-    if not scheme or "://" not in url:
+    if not scheme:
         raise url_error(url, "missing scheme (expected e.g. file:///path/to/value.json)")
+    written = url.lstrip()[: len(parts.scheme)]
+    if not url.lstrip()[len(written) :].startswith("://"):
+        raise url_error(
+            url, f'expected "{written}://" (e.g. file:///abs/path or file://./rel/path)'
+        )
     if scheme.startswith(_PREFIX):
         scheme = scheme[len(_PREFIX) :]
     query: dict[str, list[str]] = {}
