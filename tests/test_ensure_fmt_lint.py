@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from invoke import Program
+from invoke.program import Program
 
 import caproni_tasks
 from caproni_tasks.ensure import host_template_args
@@ -131,9 +131,60 @@ def test_missing_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_not_utf8(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (project / "tools.ensure").write_bytes(b"a \xff\n")
+    (project / "tools.ensure").write_bytes(b"# ok\na \xff\n")
     assert run(["ensure.fmt"]) == 1
-    assert "cannot read the file" in capsys.readouterr().out
+    assert (
+        "tools.ensure:2:3: error: not UTF-8 text: byte 0xff cannot be decoded; "
+        "save the file as UTF-8\n" in capsys.readouterr().out
+    )
+    assert (project / "tools.ensure").read_bytes() == b"# ok\na \xff\n"
+
+
+def test_a_directory_is_not_an_ensure_file(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "tools.ensure").mkdir()
+    assert run(["ensure.fmt"]) == 1
+    assert "tools.ensure: error: cannot read the file: Is a directory\n" in capsys.readouterr().out
+
+
+def test_a_read_only_file_is_not_rewritten(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = project / "tools.ensure"
+    target.write_text(MESSY)
+    target.chmod(0o444)
+    (project / "good.ensure").write_text(MESSY)
+    assert run(["ensure.fmt", "--file", "tools.ensure", "--file", "good.ensure"]) == 1
+    out = capsys.readouterr()
+    assert "tools.ensure: error: the file is read-only; not rewritten" in out.out
+    assert "reformatted good.ensure" in out.out
+    assert target.read_text() == MESSY
+    assert (project / "good.ensure").read_text() == CANONICAL
+    assert sorted(p.name for p in project.iterdir()) == ["good.ensure", "tools.ensure"]
+    # --check still reports it.
+    assert run(["ensure.fmt", "--check"]) == 1
+    assert "+b/pkg  latest" in capsys.readouterr().out
+
+
+def test_a_failed_write_keeps_the_other_files_problems(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "bad.ensure").write_text("$Nope\n")
+    locked = project / "locked"
+    locked.mkdir()
+    (locked / "tools.ensure").write_text(MESSY)
+    locked.chmod(0o555)
+    try:
+        code = run(["ensure.fmt", "--file", "bad.ensure", "--file", "locked/tools.ensure"])
+    finally:
+        locked.chmod(0o755)
+    out = capsys.readouterr()
+    assert code == 1
+    assert 'bad.ensure:1:1: error: unknown $setting: "$Nope"' in out.out
+    if (locked / "tools.ensure").read_text() == MESSY:  # root may write anyway
+        assert "locked/tools.ensure: error: cannot write the file: Permission denied" in out.out
+    assert "Traceback" not in out.out + out.err
 
 
 def test_help_says_comments_are_dropped(capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,13 +40,29 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
     for path in paths:
         shown = _shown(path)
         try:
-            text = path.read_bytes().decode("utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             diagnostics.append(Diagnostic.error(shown, 0, 0, "file-not-found", "no such file"))
             continue
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             diagnostics.append(
-                Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {exc}")
+                Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {_reason(exc)}")
+            )
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            diagnostics.append(
+                Diagnostic.error(
+                    shown,
+                    line,
+                    column,
+                    "not-utf8",
+                    f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; "
+                    "save the file as UTF-8",
+                )
             )
             continue
         sources[shown] = text
@@ -60,12 +76,17 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
         not_canonical.append(shown)
         if check:
             sys.stdout.write(_unified_diff(shown, text, canonical))
-        else:
+            continue
+        problem = _unwritable(path)
+        if problem is None:
             try:
                 _replace_atomically(path, canonical)
             except OSError as exc:
-                fail(f"{shown}: cannot write the file: {exc}")
-            print(f"reformatted {shown}")
+                problem = f"cannot write the file: {_reason(exc)}"
+        if problem is not None:
+            diagnostics.append(Diagnostic.error(shown, 0, 0, "unwritable", problem))
+            continue
+        print(f"reformatted {shown}")
     sys.stdout.flush()
     if diagnostics:
         print_diagnostics(diagnostics, "text", sources)
@@ -76,6 +97,25 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
         )
     if diagnostics:
         fail(f"{len(diagnostics)} ensure file(s) could not be formatted")
+
+
+def _reason(exc: OSError) -> str:
+    """The operating system's reason without Python's ``[Errno N]`` decoration."""
+    return exc.strerror or str(exc)
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` must not be rewritten, or None.
+
+    The rewrite renames a new file over the old one, which only needs a writable
+    directory; a file without write permission is left alone as its owner asked.
+    """
+    import os
+
+    target = path.resolve()
+    if not target.stat().st_mode & 0o222 or not os.access(target, os.W_OK):
+        return "the file is read-only; not rewritten (make it writable, or use --check)"
+    return None
 
 
 def _shown(path: Path) -> str:
