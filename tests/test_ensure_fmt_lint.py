@@ -325,6 +325,18 @@ def test_lint_continues_after_parse_errors(
     ]
 
 
+def test_lint_names_a_bad_subdir_as_written_in_later_problems(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "tools.ensure").write_text("@Subdir ${bogus}\na/b latest\na/b v:1\n")
+    assert run(["lint", "--file", "tools.ensure", "--format", "json"]) == 1
+    messages = [d["message"] for d in json.loads(capsys.readouterr().out)]
+    assert messages == [
+        'bad subdir "${bogus}": unknown variable "${bogus}"',
+        'duplicate package in subdir "${bogus}": "a/b": defined on line 2 and 3',
+    ]
+
+
 def test_lint_clean_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "tools.ensure").write_text(CANONICAL)
     assert run(["lint", "--file", "tools.ensure"]) == 0

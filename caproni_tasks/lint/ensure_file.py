@@ -36,11 +36,14 @@ def _split(line: str) -> tuple[int, str, int, str]:
     return split_statement(line.removesuffix("\r"))
 
 
-def _parse_all(path: Path, text: str, diagnostics: list[Diagnostic]) -> EnsureFile | None:
+def _parse_all(
+    path: Path, text: str, diagnostics: list[Diagnostic], stand_ins: dict[str, str]
+) -> EnsureFile | None:
     """Parse, and after each parse error neutralise that line and parse again.
 
-    A bad ``@Subdir`` line becomes a unique valid subdir, so the lines under it are
-    still checked without landing in another subdir; any other bad line is blanked.
+    A bad ``@Subdir`` line becomes a unique valid stand-in subdir, so the lines under
+    it are still checked without landing in another subdir (``stand_ins`` maps each
+    stand-in back to the subdir as written); any other bad line is blanked.
     """
     from caproni_tasks.ensure import EnsureParseError, parse
 
@@ -53,12 +56,23 @@ def _parse_all(path: Path, text: str, diagnostics: list[Diagnostic]) -> EnsureFi
             index = err.line - 1
             if not 0 <= index < len(lines):
                 return None
-            _, head, _, _ = _split(lines[index])
+            _, head, _, rest = _split(lines[index])
             if err.code == "bad-subdir" or head.lower() == "@subdir":
-                lines[index] = f"@Subdir caproni-lint-invalid-subdir-{err.line}"
+                stand_in = f"caproni-lint-invalid-subdir-{err.line}"
+                stand_ins[stand_in] = rest
+                lines[index] = f"@Subdir {stand_in}"
             else:
                 lines[index] = ""
     return None
+
+
+def _unmask(message: str, stand_ins: dict[str, str]) -> str:
+    """``message`` with each stand-in subdir shown as the subdir the user wrote."""
+    from caproni_tasks.ensure import go_quote
+
+    for stand_in, written in stand_ins.items():
+        message = message.replace(go_quote(stand_in), go_quote(written))
+    return message
 
 
 def lint_ensure_file(path: Path, text: str) -> list[Diagnostic]:
@@ -66,7 +80,8 @@ def lint_ensure_file(path: Path, text: str) -> list[Diagnostic]:
     from caproni_tasks.ensure import collect_problems, host_template_args, platform_template_args
 
     diagnostics: list[Diagnostic] = []
-    parsed = _parse_all(path, text, diagnostics)
+    stand_ins: dict[str, str] = {}
+    parsed = _parse_all(path, text, diagnostics, stand_ins)
     if parsed is None:
         return diagnostics
 
@@ -77,7 +92,7 @@ def lint_ensure_file(path: Path, text: str) -> list[Diagnostic]:
     found: dict[tuple[int, str, str], tuple[int, list[str]]] = {}
     for os_name, arch in platforms:
         for problem in collect_problems(parsed, platform_template_args(os_name, arch)):
-            key = (problem.line, problem.code, problem.message)
+            key = (problem.line, problem.code, _unmask(problem.message, stand_ins))
             if key not in found:
                 found[key] = (_problem_column(problem, source_lines), [])
             found[key][1].append(f"{os_name}-{arch}")
