@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers_packages import File, FileSpec, StaticServer, publish, raw_package
 
 from caproni_tasks.packages.format import instance_id_of_file
 from caproni_tasks.packages.local import InstanceRecord, LocalRepository, PackageIndex
-from tests.helpers_packages import File, StaticServer, publish, raw_package
 
 TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 
@@ -89,8 +89,16 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
-V1 = {"bin/tool": File("v1", executable=True), "share/a.txt": "a1", "share/old/x.txt": "old"}
-V2 = {"bin/tool": File("v2", executable=True), "share/a.txt": "a2", "share/new/y.txt": "new"}
+V1: dict[str, FileSpec] = {
+    "bin/tool": File("v1", executable=True),
+    "share/a.txt": "a1",
+    "share/old/x.txt": "old",
+}
+V2: dict[str, FileSpec] = {
+    "bin/tool": File("v2", executable=True),
+    "share/a.txt": "a2",
+    "share/new/y.txt": "new",
+}
 EXPECTED_V1 = {"bin/tool": "v1", "share/a.txt": "a1", "share/old/x.txt": "old"}
 EXPECTED_V2 = {"bin/tool": "v2", "share/a.txt": "a2", "share/new/y.txt": "new"}
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers_packages import File, FileSpec, Link, RawEntry, publish, raw_package, symlink_entry
 
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.format import instance_id_of_file
@@ -16,7 +17,6 @@ from caproni_tasks.packages.installer import Desired, Installer, InstallError
 from caproni_tasks.packages.local import InstanceRecord, LocalRepository, PackageIndex
 from caproni_tasks.packages.repository import Repository
 from caproni_tasks.packages.state import RootState
-from tests.helpers_packages import File, Link, RawEntry, publish, raw_package, symlink_entry
 
 
 class CountingRepository:
@@ -94,14 +94,14 @@ def plant(repo_dir: Path, package: str, zip_path: Path, ref: str = "latest") -> 
     return iid
 
 
-V1 = {
+V1: dict[str, FileSpec] = {
     "bin/tool": File("#!/bin/sh\necho v1\n", executable=True),
     "share/doc.txt": "doc v1",
     "share/old/gone.txt": "gone in v2",
     "conf/settings.ini": File("a=1", writable=True),
     "tool-link": Link("bin/tool"),
 }
-V2 = {
+V2: dict[str, FileSpec] = {
     "bin/tool": File("#!/bin/sh\necho v2\n", executable=True),
     "share/doc.txt": "doc v2",
     "share/new/added.txt": "added in v2",

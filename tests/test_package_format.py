@@ -7,9 +7,19 @@ import hashlib
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers_packages import File, Link, RawEntry, build, raw_package, symlink_entry, write_tree
+from helpers_packages import (
+    File,
+    FileSpec,
+    Link,
+    RawEntry,
+    build,
+    raw_package,
+    symlink_entry,
+    write_tree,
+)
 
 from caproni_tasks.ensure import instance_id_from_sha256, validate_instance_id
 from caproni_tasks.packages.format import (
@@ -22,7 +32,7 @@ from caproni_tasks.packages.format import (
     instance_id_of_file,
 )
 
-TREE = {
+TREE: dict[str, FileSpec] = {
     "bin/tool": File("#!/bin/sh\necho hi\n", executable=True),
     "share/data.txt": File("data\n", writable=False),
     "share/writable.cfg": File("cfg", writable=True),
@@ -112,7 +122,7 @@ def test_manifest_fields_round_trip(tmp_path: Path) -> None:
     ],
 )
 def test_build_refuses_bad_manifest_fields(
-    tmp_path: Path, kwargs: dict[str, str], message: str
+    tmp_path: Path, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(PackageFormatError, match=message):
         build(tmp_path, "test/pkg", {"a": "1"}, **kwargs)
