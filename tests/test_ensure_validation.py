@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import string
 
 import pytest
 
@@ -296,3 +297,17 @@ def test_pin_is_a_frozen_value() -> None:
     assert str(pin) == f"a/b:{SHA256_ID}"
     with pytest.raises(AttributeError):
         pin.package = "x"  # type: ignore[misc]
+
+
+def test_the_sha256_shortcut_agrees_with_decoding() -> None:
+    from caproni_tasks.ensure.validation import _SHA256_ID_RE
+
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    for penultimate in alphabet:
+        for last in alphabet:
+            iid = SHA256_ID[:42] + penultimate + last
+            blob = base64.urlsafe_b64decode(iid + "=" * (-len(iid) % 4))
+            assert (_SHA256_ID_RE.fullmatch(iid) is not None) == (blob[-1] == 2), iid
+    for seed in range(200):
+        iid = instance_id_from_sha256(hashlib.sha256(bytes([seed])).digest())
+        assert _SHA256_ID_RE.fullmatch(iid) is not None

@@ -104,6 +104,10 @@ def validate_package_name(name: str) -> None:
 
 _NOT_HEX_RE = re.compile(r"[^0-9a-f]")
 _NOT_BASE64URL_RE = re.compile(r"[^A-Za-z0-9_\-]")
+#: Exactly the SHA-256 instance IDs: 44 base64url characters decode to 33 bytes whose
+#: last byte (the algorithm, 2) is the last character ("C" = 2) plus the low two bits
+#: of the one before (zero for the characters listed).
+_SHA256_ID_RE = re.compile(r"[A-Za-z0-9_\-]{42}[AEIMQUYcgkosw048]C")
 _LEGACY_SHA1_LEN = 40
 _MIN_ENCODED_LEN = 28
 #: Hash algorithm byte -> (name, digest length in bytes).
@@ -124,6 +128,8 @@ def _instance_id_problem(iid: str, *, any_hash: bool) -> str | None:
     so the offending byte offset is found here), the decoded length and the hash
     algorithm byte.
     """
+    if _SHA256_ID_RE.fullmatch(iid) is not None:  # the common case, without decoding
+        return None
     size = _utf8_len(iid)
     if size == _LEGACY_SHA1_LEN:
         bad = _NOT_HEX_RE.search(iid)
