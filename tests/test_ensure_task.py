@@ -174,6 +174,7 @@ def test_resolved_versions_make_no_version_requests(
 
     done = invoke(project, subprocess_env, "ensure.resolve")
     assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(": 1 entry for linux-amd64, mac-arm64\n")
     versions = (project / "pins/tools.versions").read_text()
     assert f"tools/main\n\tversion:1\n\t{v1}\n" in versions
 

@@ -127,14 +127,14 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
         old = None
     platforms = ", ".join(f"{o}-{a}" for o, a in source.platforms())
     if old == text:
-        print(f"{target} is up to date ({len(found.entries)} entries; {platforms})")
+        print(f"{target} is up to date ({_entries(len(found.entries))}; {platforms})")
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(target, text)
     except OSError as exc:
         fail(f"cannot write the versions file {target}: {exc.strerror or exc}")
-    print(f"wrote {target}: {len(found.entries)} entries for {platforms}")
+    print(f"wrote {target}: {_entries(len(found.entries))} for {platforms}")
 
 
 @task(auto_shortflags=False, help=_COMMON_HELP)
@@ -211,6 +211,10 @@ def _cache(c: Context, override: str | None) -> Any:
     if override or setting(c, "cache_dir"):
         return InstanceCache(setting_path(c, "cache_dir", override))
     return InstanceCache(default_cache_dir())
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
 
 
 def _say_waiting(root: Path, timeout: int) -> None:
