@@ -151,7 +151,20 @@ def test_earlier_error_wins_over_order_error() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["https://chrome-infra-packages.appspot.com", "file:///srv/pkgs", "http://127.0.0.1:8080/x"],
+    [
+        "https://chrome-infra-packages.appspot.com",
+        "file:///srv/pkgs",
+        "http://127.0.0.1:8080/x",
+        # As Go's url.Parse: non-ASCII hosts, unchecked queries, opaque URLs, the
+        # port after the last colon, IPv6 literals and "%25" in a host are fine.
+        "https://例え.jp/x",
+        "https://x/?q=%zz",
+        "mailto:a%zz",
+        "http://a:b:80/",
+        "http://[::1]:80/",
+        "http://%25/",
+        "http://user:pw@x/",
+    ],
 )
 def test_service_url(url: str) -> None:
     assert p(f"$ServiceURL {url}\n").service_url == url
@@ -166,6 +179,14 @@ def test_service_url(url: str) -> None:
         ("http://x/%zz", 'parse "http://x/%zz": invalid URL escape "%zz"'),
         ("http://x:port/", 'parse "http://x:port/": invalid port ":port" after host'),
         ("http://a b/", 'parse "http://a b/": invalid character " " in host name'),
+        ("http://[::1", """parse "http://[::1": missing ']' in host"""),
+        ("http://[::1]x", 'parse "http://[::1]x": invalid port "x" after host'),
+        ("http://%41/", 'parse "http://%41/": invalid URL escape "%41"'),
+        ("http://u ser@x/", 'parse "http://u ser@x/": net/url: invalid userinfo'),
+        ("http://u%zz@x/", 'parse "http://u%zz@x/": invalid URL escape "%zz"'),
+        # The fragment is split off first: an error before it quotes the URL without it.
+        ("http://x/%zz#f", 'parse "http://x/%zz": invalid URL escape "%zz"'),
+        ("http://x/#%zz", 'parse "http://x/#%zz": invalid URL escape "%zz"'),
     ],
 )
 def test_service_url_must_parse_with_scheme(url: str, reason: str) -> None:

@@ -306,35 +306,87 @@ def validate_subdir(subdir: str) -> None:
 
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})(.{0,2})", re.DOTALL)
-_PORT_RE = re.compile(r"[0-9]*")
-_HOST_BAD_CHAR_RE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=%\[\]:]")
+_HEX = frozenset("0123456789abcdefABCDEF")
+#: ASCII characters a host may hold as they are (Go's ``shouldEscape`` for hosts);
+#: non-ASCII characters are left to the resolver, as in Go.
+_HOST_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]<>\""
+)
+_USERINFO_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._:~!$&'()*+,;=%@"
+)
+
+
+def _escape_problem(text: str, *, host: bool = False) -> str | None:
+    """The first bad ``%`` escape (or, in a host, bad character) of ``text``."""
+    for index, char in enumerate(text):
+        if char == "%":
+            escape = text[index : index + 3]
+            if len(escape) < 3 or escape[1] not in _HEX or escape[2] not in _HEX:
+                return f"invalid URL escape {go_quote(escape)}"
+            # In a host only non-ASCII bytes may be escaped, and "%25" (IPv6 zones).
+            if host and int(escape[1], 16) < 8 and escape != "%25":
+                return f"invalid URL escape {go_quote(escape)}"
+        elif host and char.isascii() and char not in _HOST_CHARS:
+            return f"invalid character {go_quote(char)} in host name"
+    return None
+
+
+def _valid_optional_port(port: str) -> bool:
+    return port == "" or (port[0] == ":" and all("0" <= c <= "9" for c in port[1:]))
+
+
+def _host_problem(host: str) -> str | None:
+    if host.startswith("["):
+        end = host.rfind("]")
+        if end < 0:
+            return "missing ']' in host"
+        port = host[end + 1 :]
+    else:
+        colon = host.rfind(":")
+        port = host[colon:] if colon >= 0 else ""
+    if not _valid_optional_port(port):
+        return f"invalid port {go_quote(port)} after host"
+    return _escape_problem(host, host=True)
 
 
 def service_url_problem(url: str) -> str | None:
-    """Why ``url`` is not a URL with a scheme (in the words of Go's ``url.Parse``)."""
-    prefix = f"parse {go_quote(url)}: "
-    if _CONTROL_RE.search(url):
+    """Why ``url`` is not a URL with a scheme (in the words of Go's ``url.Parse``).
+
+    Checked as Go does: the fragment apart; then control characters, the scheme,
+    and, for a hierarchical URL, the host (port, characters, escapes), the user
+    info and the path's escapes; the query is not checked; then the fragment's
+    escapes. An error before the fragment quotes the URL without it.
+    """
+    main, has_fragment, fragment = url.partition("#")
+    prefix = f"parse {go_quote(main)}: "
+    if _CONTROL_RE.search(main):
         return prefix + "net/url: invalid control character in URL"
-    scheme = _SCHEME_RE.match(url)
+    scheme = _SCHEME_RE.match(main)
     if scheme is None:
         return prefix + "missing protocol scheme"
-    bad_escape = _BAD_ESCAPE_RE.search(url)
-    if bad_escape is not None:
-        return prefix + f"invalid URL escape {go_quote('%' + bad_escape.group(1))}"
-    rest = url[scheme.end() :]
-    if rest.startswith("//"):
-        authority = rest[2:]
-        for stop in "/?#":
-            authority = authority.split(stop, 1)[0]
-        host = authority.rsplit("@", 1)[-1]
-        if not host.startswith("["):
-            host, colon, port = host.partition(":")
-            if colon and not _PORT_RE.fullmatch(port):
-                return prefix + f"invalid port {go_quote(':' + port)} after host"
-        bad_char = _HOST_BAD_CHAR_RE.search(host)
-        if bad_char is not None:
-            return prefix + f"invalid character {go_quote(bad_char.group(0))} in host name"
+    rest = main[scheme.end() :].partition("?")[0]
+    if rest.startswith("/"):  # otherwise opaque ("mailto:x"): nothing more to check
+        path = rest
+        if rest.startswith("//"):
+            authority, slash, path = rest[2:].partition("/")
+            path = slash + path
+            userinfo, at, host = authority.rpartition("@")
+            problem = _host_problem(host)
+            if problem is None and at:
+                if any(c not in _USERINFO_CHARS for c in userinfo):
+                    problem = "net/url: invalid userinfo"
+                else:
+                    problem = _escape_problem(userinfo)
+            if problem is not None:
+                return prefix + problem
+        problem = _escape_problem(path)
+        if problem is not None:
+            return prefix + problem
+    if has_fragment:
+        problem = _escape_problem(fragment)
+        if problem is not None:
+            return f"parse {go_quote(url)}: {problem}"
     return None
 
 
