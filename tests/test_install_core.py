@@ -7,6 +7,7 @@ import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers_packages import File, FileSpec, Link, RawEntry, publish, raw_package, symlink_entry
@@ -477,3 +478,47 @@ def test_cache_verifies_on_use_and_drops_stale_temp_files(repo_dir: Path, tmp_pa
     path.write_bytes(b"not a package")
     assert cache.lookup(iid) is None
     assert not path.exists()
+
+
+class RecordingReporter:
+    """Remembers every transfer's verb and total."""
+
+    def __init__(self) -> None:
+        self.transfers: list[tuple[str, int | None]] = []
+
+    def line(self, text: str) -> None:
+        pass
+
+    def transfer(self, verb: str, subject: str, total: int | None, *, log: bool = True) -> Any:
+        self.transfers.append((verb, total))
+        return _NullTransfer()
+
+    def close(self) -> None:
+        pass
+
+
+class _NullTransfer:
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+
+def test_download_bars_know_their_total_when_the_repository_does(
+    repo_dir: Path, root: Path, tmp_path: Path
+) -> None:
+    iid = publish(repo_dir, "tools/main", V1)
+    size = (repo_dir / "tools/main/@instances" / iid).stat().st_size
+    want = [Desired("", "tools/main", iid)]
+    reporter = RecordingReporter()
+    local = LocalRepository(repo_dir)
+    Installer(root, InstanceCache(tmp_path / "c1"), lambda: local, reporter=reporter).ensure(want)
+    assert ("fetching", size) in reporter.transfers
+
+    reporter = RecordingReporter()  # a repository without known_size: a bar without total
+    counting = CountingRepository(local)
+    installer = Installer(tmp_path / "r2", InstanceCache(tmp_path / "c2"), lambda: counting)
+    installer.reporter = reporter
+    installer.ensure(want)
+    assert ("fetching", None) in reporter.transfers

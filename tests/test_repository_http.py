@@ -13,6 +13,7 @@ from helpers_packages import StaticServer, free_port, publish, self_signed_certi
 
 from caproni_tasks.packages.format import instance_id_of_file
 from caproni_tasks.packages.http import HttpRepository
+from caproni_tasks.packages.local import LocalRepository
 from caproni_tasks.packages.repository import (
     AmbiguousVersionError,
     BackendUnavailableError,
@@ -269,3 +270,18 @@ def test_https_with_a_trusted_certificate(
         assert repo.resolve_version("a/b", "latest") == iid
         repo.fetch_instance("a/b", iid, tmp_path / "x")
         assert instance_id_of_file(tmp_path / "x") == iid
+
+
+def test_known_size_comes_from_an_index_already_read(repo_dir: Path, server: StaticServer) -> None:
+    iid = publish(repo_dir, "a/b", {"f": "x" * 1000}, refs=["latest"])
+    size = (repo_dir / "a/b/@instances" / iid).stat().st_size
+    repo = HttpRepository(server.url)
+    server.reset()
+    assert repo.known_size("a/b", iid) is None  # never a request just for a size
+    assert server.requests == []
+    assert repo.resolve_version("a/b", "latest") == iid
+    assert repo.known_size("a/b", iid) == size
+    assert repo.known_size("a/b", "C" * 44) is None
+    assert LocalRepository(repo_dir).known_size("a/b", iid) == size
+    assert LocalRepository(repo_dir).known_size("a/nothing", iid) is None
+    repo.close()

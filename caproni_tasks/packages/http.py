@@ -131,6 +131,16 @@ class HttpRepository:
             raise PackageNotFoundError(str(cached))
         return cached
 
+    def known_size(self, package: str, instance_id: str) -> int | None:
+        """The instance file's size if this object already read the package's index.
+
+        Never makes a request: with a versions file the index is not fetched at all,
+        and a progress bar is not worth one.
+        """
+        with self._lock:
+            cached = self._indexes.get(package)
+        return cached.size_of(instance_id) if isinstance(cached, PackageIndex) else None
+
     def _fetch_index(self, package: str) -> PackageIndex | PackageNotFoundError:
         url = self.index_url(package)
 

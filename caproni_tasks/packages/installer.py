@@ -491,7 +491,10 @@ class _Run:
         def started() -> None:
             nonlocal transfer
             if reporter is not None:
-                transfer = reporter.transfer("fetching", f"{package} {instance_id[:12]}…", None)
+                subject = f"{package} {instance_id[:12]}…"
+                transfer = reporter.transfer(
+                    "fetching", subject, self._known_size(package, instance_id)
+                )
 
         try:
             if force:
@@ -510,6 +513,16 @@ class _Run:
         if transfer is not None:
             transfer.done()
         return path
+
+    def _known_size(self, package: str, instance_id: str) -> int | None:
+        """The download's size for a progress bar, if the repository knows it cheaply
+        (an optional ``known_size(package, instance_id)`` method; other repositories'
+        bars count bytes without a total)."""
+        known_size = getattr(self.inst.repository(), "known_size", None)
+        if not callable(known_size):
+            return None
+        size = known_size(package, instance_id)
+        return size if isinstance(size, int) and size > 0 else None
 
     # check --------------------------------------------------------------------------
 

@@ -106,6 +106,13 @@ class PackageIndex:
     def has_instance(self, instance_id: str) -> bool:
         return any(r.instance_id == instance_id for r in self.instances)
 
+    def size_of(self, instance_id: str) -> int | None:
+        """The recorded size of an instance file (for progress bars), if listed."""
+        for record in self.instances:
+            if record.instance_id == instance_id:
+                return record.size
+        return None
+
     def resolve(self, version: str, *, where: str) -> str:
         """The instance ID ``version`` names; ``where`` (the repository) is for messages."""
         kind = version_kind(version)
@@ -364,6 +371,13 @@ class LocalRepository:
 
     def resolve_version(self, package: str, version: str) -> str:
         return self.read_index(package).resolve(version, where=self.url)
+
+    def known_size(self, package: str, instance_id: str) -> int | None:
+        """The instance file's size from the index (a local read), None if unknown."""
+        try:
+            return self.read_index(package).size_of(instance_id)
+        except RepositoryError:
+            return None
 
     def describe(self, package: str) -> PackageDescription:
         return self.read_index(package).describe()
