@@ -346,3 +346,10 @@ def test_several_errors_of_several_platforms_form_one_flat_list() -> None:
         "err[2]: when resolving mac-arm64: failed to resolve a@latest (line 2): no such version\n"
         "err[3]: when resolving mac-arm64: failed to resolve b@latest (line 3): no such version"
     )
+
+
+def test_a_paranoid_mode_set_through_the_api_is_checked_again() -> None:
+    f = EnsureFile(paranoid_mode="Paranoid", packages_by_subdir={"": [PackageDef("a", "v:1")]})
+    with pytest.raises(EnsureFileError) as err:
+        f.resolve(FakeRepo(), template_args=LINUX)
+    assert str(err.value) == 'unrecognized paranoid mode "Paranoid"'

@@ -19,7 +19,7 @@ from caproni_tasks.ensure.errors import (
     ValidationError,
     combine_errors,
 )
-from caproni_tasks.ensure.model import NOT_PARANOID, EnsureFile, ResolvedFile
+from caproni_tasks.ensure.model import NOT_PARANOID, PARANOID_MODES, EnsureFile, ResolvedFile
 from caproni_tasks.ensure.quoting import go_quote
 from caproni_tasks.ensure.template import (
     TemplateError,
@@ -223,6 +223,11 @@ def resolve_file(
         problem = service_url_problem(file.service_url)
         if problem is not None:
             raise ResolveError(f"bad ServiceURL: {problem}", code="bad-service-url")
+    if file.paranoid_mode and file.paranoid_mode not in PARANOID_MODES:
+        raise ResolveError(
+            f"unrecognized paranoid mode {go_quote(file.paranoid_mode)}",
+            code="bad-paranoid-mode",
+        )
     result = ResolvedFile(
         service_url=file.service_url,
         paranoid_mode=file.paranoid_mode or NOT_PARANOID,
