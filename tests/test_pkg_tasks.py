@@ -189,6 +189,17 @@ def test_mistakes_are_one_clear_line(
     assert list(repo.iterdir()) == []
 
 
+def test_a_repository_that_cannot_be_written_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, src: Path
+) -> None:
+    (tmp_path / "file").write_text("x")
+    repo = str(tmp_path / "file" / "repo")
+    code, out, err = run(capsys, "pkg.create", "--in", str(src), "--name", "a/b", "--repo", repo)
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: cannot store an instance of a/b in the repository {repo}: ")
+    assert "Not a directory" in err and len(err.strip().splitlines()) == 1
+
+
 def test_no_repository_configured(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "pkg.describe", "a/b")
     assert code == 1 and "no repository" in err and "caproni.service_url" in err

@@ -452,7 +452,8 @@ class LocalRepository:
             iid, size = self._import_file(Path(package_file), instances)
         except OSError as error:
             raise BackendUnavailableError(
-                f"cannot store {package_file} in {self._root}: {error}"
+                f"cannot store an instance of {package} in the repository {self._root}: "
+                f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
             ) from None
 
         def add(index: PackageIndex) -> bool:
