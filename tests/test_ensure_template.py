@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import re
+import struct
+import sys
 
 import pytest
 
@@ -76,7 +78,7 @@ def test_host_args_are_consistent() -> None:
 )
 def test_machine_to_arch_table(monkeypatch: pytest.MonkeyPatch, machine: str, arch: str) -> None:
     monkeypatch.setattr(platform, "machine", lambda: machine)
-    monkeypatch.setattr(template_module.struct, "calcsize", lambda fmt: 8)
+    monkeypatch.setattr(struct, "calcsize", lambda fmt: 8)
     assert template_module.host_arch() == arch
 
 
@@ -93,7 +95,7 @@ def test_machine_to_arch_table(monkeypatch: pytest.MonkeyPatch, machine: str, ar
     ],
 )
 def test_os_names(monkeypatch: pytest.MonkeyPatch, sys_platform: str, os_name: str) -> None:
-    monkeypatch.setattr(template_module.sys, "platform", sys_platform)
+    monkeypatch.setattr(sys, "platform", sys_platform)
     assert template_module.host_os() == os_name
 
 
