@@ -127,7 +127,12 @@ def test_other_files_are_still_formatted_when_one_is_broken(project: Path) -> No
 
 def test_missing_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["ensure.fmt", "--check"]) == 1
-    assert "tools.ensure: error: no such file" in capsys.readouterr().out
+    assert (
+        "tools.ensure: error: no such file (the configured ensure file: name files with "
+        "--file, or set caproni.ensure_file)\n" in capsys.readouterr().out
+    )
+    assert run(["ensure.fmt", "--file", "other.ensure"]) == 1
+    assert "other.ensure: error: no such file\n" in capsys.readouterr().out
 
 
 def test_not_utf8(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,11 @@ from invoke.tasks import task
 
 from caproni_tasks.tasks._common import fail, listed, print_diagnostics, setting_path
 
+#: Said when the configured default file is missing, so the user knows why it was read.
+DEFAULT_FILE_HINT = (
+    " (the configured ensure file: name files with --file, or set caproni.ensure_file)"
+)
+
 
 @task(
     iterable=["file"],
@@ -42,7 +47,10 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            diagnostics.append(Diagnostic.error(shown, 0, 0, "file-not-found", "no such file"))
+            hint = "" if names else DEFAULT_FILE_HINT
+            diagnostics.append(
+                Diagnostic.error(shown, 0, 0, "file-not-found", f"no such file{hint}")
+            )
             continue
         except OSError as exc:
             diagnostics.append(
