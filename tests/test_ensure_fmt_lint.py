@@ -342,6 +342,18 @@ def test_lint_names_a_bad_subdir_as_written_in_later_problems(
     ]
 
 
+def test_lint_explains_a_byte_order_mark(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "tools.ensure").write_text("\ufeff$ServiceURL https://x\n$ParanoidMode x\n")
+    assert run(["lint", "--file", "tools.ensure", "--format", "json"]) == 1
+    found = json.loads(capsys.readouterr().out)
+    assert [(d["line"], d["code"]) for d in found] == [(1, "bad-template"), (2, "setting-order")]
+    assert all(d["message"].endswith("save it without one") for d in found)
+    assert found[0]["message"].startswith(
+        "failed to expand package template (line 1): "
+        'unable to process some variables in "\\ufeff$ServiceURL"'
+    )
+
+
 def test_lint_clean_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "tools.ensure").write_text(CANONICAL)
     assert run(["lint", "--file", "tools.ensure"]) == 0

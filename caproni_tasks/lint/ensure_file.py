@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_PARSE_ERRORS", "lint_ensure_file"]
 
+#: Added to a problem of line 1 when the file starts with a byte order mark, which
+#: (as in the cipd client) is part of the first word, not whitespace.
+BOM_HINT = "; the file starts with a UTF-8 byte order mark (BOM): save it without one"
+
 #: Parse errors reported per file before giving up (each one needs a re-parse).
 MAX_PARSE_ERRORS = 50
 
@@ -52,7 +56,10 @@ def _parse_all(
         try:
             return parse("\n".join(lines), filename=str(path))
         except EnsureParseError as err:
-            diagnostics.append(Diagnostic.error(path, err.line, err.column, err.code, err.message))
+            message = err.message
+            if text.startswith("\ufeff") and (err.line == 1 or err.code == "setting-order"):
+                message += BOM_HINT
+            diagnostics.append(Diagnostic.error(path, err.line, err.column, err.code, message))
             index = err.line - 1
             if not 0 <= index < len(lines):
                 return None
@@ -99,6 +106,8 @@ def lint_ensure_file(path: Path, text: str) -> list[Diagnostic]:
     for (line, code, message), (column, hit) in found.items():
         if len(hit) < len(platforms):
             message = f"{message} (when resolving for {', '.join(hit)})"
+        if line == 1 and text.startswith("\ufeff"):
+            message += BOM_HINT
         diagnostics.append(Diagnostic.error(path, line, column, code, message))
     diagnostics.sort(key=lambda d: (d.line, d.column))
     return diagnostics
