@@ -305,16 +305,44 @@ class ManagedProcess:
         else:
             self._log = None
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.subprocess_exec(
-            lambda: _ExitAwareProtocol(limit=2**16, loop=loop),
-            *argv,
-            cwd=str(self.spec.directory),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+        spawning = asyncio.ensure_future(
+            loop.subprocess_exec(
+                lambda: _ExitAwareProtocol(limit=2**16, loop=loop),
+                *argv,
+                cwd=str(self.spec.directory),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
         )
+        try:
+            transport, protocol = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            # Cancelled mid-spawn (a shutdown): the child may already run and have
+            # started children of its own. Let the spawn finish and adopt the process,
+            # so the shutdown that follows stops its whole group, not just its pid.
+            with contextlib.suppress(OSError):
+                self._adopt(*await spawning, loop)
+            raise
+        self._adopt(transport, protocol, loop)
+        assert self._proc is not None
+        proc = self._proc
+        self.event(f"started (pid {proc.pid})")
+        if self.spec.ready is None:
+            self._set(ProcessState.READY)
+            self.ready.set()
+        else:
+            self._set(ProcessState.STARTING)
+
+    def _adopt(
+        self,
+        transport: asyncio.SubprocessTransport,
+        protocol: _ExitAwareProtocol,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Take charge of a started child: its exit, its group, its output."""
         proc = asyncio.subprocess.Process(transport, protocol, loop)
         self._proc = proc
         self._transport = transport
@@ -328,12 +356,6 @@ class ManagedProcess:
         self._group_gone = False
         assert proc.stdout is not None
         self._reader = asyncio.create_task(self._read_output(proc.stdout), name=f"out {self.label}")
-        self.event(f"started (pid {proc.pid})")
-        if self.spec.ready is None:
-            self._set(ProcessState.READY)
-            self.ready.set()
-        else:
-            self._set(ProcessState.STARTING)
 
     async def _read_output(self, stream: asyncio.StreamReader) -> None:
         lines = LineAssembler(partial_after=self.supervisor.options.partial_line_after)
