@@ -14,6 +14,7 @@ from invoke.collection import Collection
 from invoke.tasks import Task
 
 from caproni_tasks.tasks import ensure_fmt, ensure_install, lint, pkg, schema, session, var
+from caproni_tasks.tasks._common import DEFAULTS
 
 #: Modules whose tasks live at the top level of the namespace.
 TOP_LEVEL: tuple[ModuleType, ...] = (session, lint, schema, var)
@@ -39,4 +40,9 @@ def build_namespace() -> Collection:
             for task in _tasks_of(module):
                 sub.add_task(task)
         ns.add_collection(sub)
+    # Declaring every key lets invoke map INVOKE_CAPRONI_* environment variables onto
+    # them (it only loads env vars for keys it knows). Tasks still read through
+    # `setting()` with fallbacks, since an outer collection's `caproni:` block replaces
+    # this one wholesale.
+    ns.configure({"caproni": dict(DEFAULTS)})
     return ns
