@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -74,6 +75,16 @@ def test_rewrite_in_place_keeps_mode_and_drops_comments(
     assert "reformatted tools.ensure" in capsys.readouterr().out
     assert [p.name for p in project.iterdir()] == ["tools.ensure"]  # no temp file left
     assert run(["ensure.fmt", "--check"]) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_rewrite_keeps_the_owner(project: Path) -> None:
+    target = project / "tools.ensure"
+    target.write_text(MESSY)
+    os.chown(target, 12345, 12345)
+    assert run(["ensure.fmt"]) == 0
+    assert target.read_text() == CANONICAL
+    assert (target.stat().st_uid, target.stat().st_gid) == (12345, 12345)
 
 
 def test_several_files_by_option_and_after_double_dash(

@@ -156,17 +156,23 @@ def _unified_diff(name: str, before: str, after: str) -> str:
 
 def _replace_atomically(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside the target, then rename it over it."""
+    import contextlib
     import os
     import tempfile
 
     target = path.resolve()
-    mode = target.stat().st_mode & 0o7777
+    status = target.stat()
+    mode = status.st_mode & 0o7777
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
+        if (status.st_uid, status.st_gid) != (os.getuid(), os.getgid()):
+            # Keep the owner too where allowed (e.g. root formatting a user's file).
+            with contextlib.suppress(OSError):
+                os.chown(temp_name, status.st_uid, status.st_gid)
         os.chmod(temp_name, mode)
         os.replace(temp_name, target)
     except BaseException:
