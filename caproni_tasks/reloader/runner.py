@@ -165,7 +165,6 @@ async def run_session(
         on_change=writer.schedule,
     )
     writer.supervisor = supervisor
-    writer.flush()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -188,6 +187,7 @@ async def run_session(
     if handle_signals:
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
+    writer.flush()  # after the handlers: a signal from here on still cleans up
     tasks: dict[str, asyncio.Task[object]] = {
         name: asyncio.create_task(
             managers[name].run(reloader, config, supervisor), name=f"reloader {name}"
