@@ -12,7 +12,7 @@ from pathlib import Path
 
 from caproni_tasks.diagnostics import Diagnostic
 
-__all__ = ["LintReport", "is_config_file", "lint_files"]
+__all__ = ["LintReport", "is_config_file", "lint_files", "read_source"]
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -28,21 +28,41 @@ def is_config_file(path: Path) -> bool:
     return path.suffix.lower() in CONFIG_SUFFIXES
 
 
+def read_source(path: Path, shown: str, *, missing_hint: str = "") -> str | Diagnostic:
+    """The file's text, or a diagnostic saying plainly why it cannot be read.
+
+    Undecodable bytes are reported at their line and column, OS errors by their reason
+    without Python's ``[Errno N]`` decoration.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Diagnostic.error(shown, 0, 0, "file-not-found", f"no such file{missing_hint}")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {reason}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return Diagnostic.error(
+            shown,
+            line,
+            column,
+            "not-utf8",
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; "
+            "save the file as UTF-8",
+        )
+
+
 def lint_files(paths: Iterable[Path]) -> LintReport:
     report = LintReport()
     for path in paths:
         shown = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            report.diagnostics.append(
-                Diagnostic.error(shown, 0, 0, "file-not-found", "no such file")
-            )
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            report.diagnostics.append(
-                Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {exc}")
-            )
+        text = read_source(path, shown)
+        if isinstance(text, Diagnostic):
+            report.diagnostics.append(text)
             continue
         report.sources[shown] = text
         if is_config_file(path):

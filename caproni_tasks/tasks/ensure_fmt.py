@@ -36,6 +36,7 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
 
     from caproni_tasks.diagnostics import Diagnostic
     from caproni_tasks.ensure import EnsureParseError, parse
+    from caproni_tasks.lint import read_source
 
     names = listed(file) + shlex.split(getattr(c, "remainder", "") or "")
     paths = [Path(name) for name in names] or [setting_path(c, "ensure_file")]
@@ -44,34 +45,9 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
     not_canonical: list[str] = []
     for path in paths:
         shown = _shown(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            hint = "" if names else DEFAULT_FILE_HINT
-            diagnostics.append(
-                Diagnostic.error(shown, 0, 0, "file-not-found", f"no such file{hint}")
-            )
-            continue
-        except OSError as exc:
-            diagnostics.append(
-                Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {_reason(exc)}")
-            )
-            continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-            diagnostics.append(
-                Diagnostic.error(
-                    shown,
-                    line,
-                    column,
-                    "not-utf8",
-                    f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; "
-                    "save the file as UTF-8",
-                )
-            )
+        text = read_source(path, shown, missing_hint="" if names else DEFAULT_FILE_HINT)
+        if isinstance(text, Diagnostic):
+            diagnostics.append(text)
             continue
         sources[shown] = text
         try:
