@@ -35,7 +35,7 @@ from caproni_tasks.runtimevar import (
     open_file_variable,
     open_variable,
 )
-from caproni_tasks.runtimevar.watcher import REGISTRY
+from caproni_tasks.runtimevar.watcher import HUB, REGISTRY
 
 LONG = 15.0  # the CI machine is slow and shared: generous, never reached when healthy
 
@@ -612,8 +612,19 @@ def test_project_inside_dot_venv_is_not_ignored(tmp_path: Path, closing: list[An
     watch_value(var, "seen")
 
 
-def watcher_threads(directory: Path) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"runtimevar-watch:{directory}"]
+def watcher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("runtimevar-watch")]
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + LONG
+    while not condition():
+        assert time.monotonic() < deadline, "condition never met"
+        time.sleep(0.01)
+
+
+def wait_no_watcher_threads() -> None:
+    wait_for(lambda: not watcher_threads())
 
 
 def test_variables_in_one_directory_share_one_watcher(tmp_path: Path) -> None:
@@ -623,7 +634,8 @@ def test_variables_in_one_directory_share_one_watcher(tmp_path: Path) -> None:
     variables = [open_file_variable(tmp_path / n, STRING) for n in names]
     try:
         assert REGISTRY.watched_directories()[str(tmp_path)] == 5
-        assert len(watcher_threads(tmp_path)) == 1
+        assert HUB.members() == [str(tmp_path)]
+        assert len(watcher_threads()) == 1
         for var, name in zip(variables, names, strict=True):
             assert var.watch(timeout=LONG).value == name
         write_atomic(tmp_path / "v3.txt", "changed")
@@ -633,11 +645,62 @@ def test_variables_in_one_directory_share_one_watcher(tmp_path: Path) -> None:
         for var in variables[:4]:
             var.close()
         assert REGISTRY.watched_directories()[str(tmp_path)] == 1
-        assert len(watcher_threads(tmp_path)) == 1
+        assert len(watcher_threads()) == 1
     finally:
         variables[4].close()
     assert str(tmp_path) not in REGISTRY.watched_directories()
-    assert watcher_threads(tmp_path) == []
+    assert HUB.members() == []
+    assert watcher_threads() == []  # close joined it
+
+
+def inotify_watches() -> int:
+    """inotify watches held by this process (Linux /proc)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                count += sum(1 for line in info if line.startswith("inotify wd"))
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_many_directories_share_one_thread_and_closing_releases_everything(
+    tmp_path: Path,
+) -> None:
+    before = inotify_watches()
+    folders = [tmp_path / f"d{i}" for i in range(30)]
+    variables = []
+    try:
+        for i, folder in enumerate(folders):
+            folder.mkdir()
+            (folder / "v.txt").write_text(f"{i}")
+            variables.append(open_file_variable(folder / "v.txt", STRING))
+        assert HUB.members() == sorted(str(f) for f in folders)
+        assert len(watcher_threads()) == 1  # one thread, one notifier, whatever the count
+        wait_for(lambda: inotify_watches() == before + 30)  # old notifiers closed
+        for i in (0, 17, 29):
+            write_atomic(folders[i] / "v.txt", f"{i} changed")
+        for i, var in enumerate(variables):
+            expected = f"{i} changed" if i in (0, 17, 29) else f"{i}"
+            assert var.latest(timeout=LONG).value in (f"{i}", expected)
+            if expected != f"{i}":
+                watch_value(var, expected)
+        for var in variables[::2]:
+            var.close()  # each removal rebuilds the notifier: the others keep working
+        for i in (1, 15, 29):
+            write_atomic(folders[i] / "v.txt", f"{i} again")
+            watch_value(variables[i], f"{i} again")
+    finally:
+        for var in variables:
+            if not var.closed:
+                var.close()
+    assert HUB.members() == []
+    wait_no_watcher_threads()
+    wait_for(lambda: inotify_watches() == before)
 
 
 def test_async_face_with_real_files(tmp_path: Path) -> None:
@@ -720,6 +783,25 @@ def test_falls_back_to_polling_when_native_watching_fails(
     watch_error(var)
     (tmp_path / "p.txt").write_text("polled")
     watch_value(var, "polled")
+    # the poller compares mtimes to the second: an edit within that second is still seen
+    write_in_place(tmp_path / "p.txt", "POLLED")
+    watch_value(var, "POLLED")
+
+
+def test_watchfiles_force_polling_is_honoured(
+    tmp_path: Path, closing: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHFILES_FORCE_POLLING", "1")
+    monkeypatch.setenv("WATCHFILES_POLL_DELAY_MS", "50")
+    path = tmp_path / "f.txt"
+    path.write_text("one")
+    var = open_file_variable(path, STRING)
+    closing.append(var)
+    assert var.watch(timeout=LONG).value == "one"
+    assert HUB.members() == []
+    assert [t for t in threading.enumerate() if t.name == f"runtimevar-poll:{tmp_path}"]
+    write_in_place(path, "two")
+    watch_value(var, "two")
 
 
 def test_unwatchable_directory_is_retried_every_wait(
@@ -746,11 +828,12 @@ def test_touching_the_directory_keeps_its_watcher(
     var = open_file_variable(path, STRING)
     closing.append(var)
     var.watch(timeout=LONG)
-    (thread,) = watcher_threads(tmp_path)
+    (watcher_,) = (w for w in REGISTRY._watchers.values() if w.path == str(tmp_path))
     mark = spy.mark()
     os.chmod(tmp_path, 0o755)  # an event on the directory itself: everyone re-reads
     spy.wait_read(mark, lambda r: r == b"v")
     no_new_state(var)
-    assert watcher_threads(tmp_path) == [thread]  # same inode: the watch stays
+    # same inode: the watch stays
+    assert [w for w in REGISTRY._watchers.values() if w.path == str(tmp_path)] == [watcher_]
     write_atomic(path, "w")
     assert var.watch(timeout=LONG).value == "w"

@@ -3,7 +3,11 @@
 Files are never watched alone (an atomic save replaces the inode and a file watch goes
 blind); the directory holding the path is watched, non-recursively, and events are
 matched against exact paths each subscriber cares about. Many variables in one
-directory share one watcher thread; releasing the last subscription stops it.
+directory share one watcher; releasing the last subscription stops it.
+
+Every natively watched directory of the process shares one watchfiles notifier and one
+thread (`NotifyHub`): watchfiles' loop wakes every ``step`` ms whatever happens, so one
+loop per directory would cost CPU per directory while nothing changes.
 
 An event on the watched directory itself is either a change of its attributes
 (everyone re-reads) or its deletion or move (the watch no longer looks at the path's
@@ -30,10 +34,27 @@ STEP_MS = 20
 DEBOUNCE_MS = 60
 #: Polling interval when native notifications cannot be used (set by the fallback).
 POLL_DELAY_MS = 300
-#: How long to wait for a new watcher to confirm that its watch is in place.
+#: How long to wait for a new polling watcher to confirm that its watch is in place.
 START_TIMEOUT_S = 10.0
+#: Rebuilds of the shared notifier before giving up when directories keep vanishing.
+_BUILD_ATTEMPTS = 5
 
 Callback = Callable[[], None]
+
+
+def polling_forced() -> bool:
+    """``WATCHFILES_FORCE_POLLING`` as watchfiles reads it (network filesystems, Docker
+    bind mounts): set and not ``false``/``disable``/``disabled``."""
+    value = os.environ.get("WATCHFILES_FORCE_POLLING", "")
+    return bool(value) and value.lower() not in {"false", "disable", "disabled"}
+
+
+def _poll_delay_ms() -> int:
+    """``WATCHFILES_POLL_DELAY_MS`` if set to a number, else `POLL_DELAY_MS`."""
+    value = os.environ.get("WATCHFILES_POLL_DELAY_MS", "")
+    return int(value) if value.isdecimal() and int(value) > 0 else POLL_DELAY_MS
+
+
 #: ``watchfiles.Change.deleted`` (kept here so importing this module stays light).
 _DELETED = 3
 
@@ -102,9 +123,15 @@ class DirectoryWatcher:
         return (st.st_dev, st.st_ino) == self.identity
 
     def start(self) -> None:
-        """Start the thread and return once the watch is live (or raise why it is not)."""
+        """Begin watching and return once the watch is live (or raise why it is not).
+
+        Native watches join the shared `HUB`; a polled directory gets its own thread.
+        """
+        if not self.force_polling:
+            HUB.add(self)
+            return
         self._thread = threading.Thread(
-            target=self._run, name=f"runtimevar-watch:{self.path}", daemon=True
+            target=self._run, name=f"runtimevar-poll:{self.path}", daemon=True
         )
         self._thread.start()
         self._signal.started.wait(START_TIMEOUT_S)
@@ -116,14 +143,20 @@ class DirectoryWatcher:
             raise TimeoutError(f"watching {self.path} did not start")
 
     def stop(self, *, wait: bool = True) -> None:
-        """Ask the thread to end; with *wait*, also wait for it (never from that thread)."""
+        """Stop watching; with *wait*, also wait for the thread (never from that thread)."""
         self.alive = False
         self._signal.stop.set()
+        if not self.force_polling:
+            HUB.remove(self, wait=wait)
+            return
         thread = self._thread
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join()
 
     def _run(self) -> None:
+        """The polling loop. watchfiles' poller compares modification times to the second,
+        so an edit within the second of the previous one goes unseen: every quiet poll
+        interval also makes the subscribers re-read (equal content is no new state)."""
         import watchfiles
 
         try:
@@ -133,13 +166,16 @@ class DirectoryWatcher:
                 debounce=DEBOUNCE_MS,
                 step=STEP_MS,
                 stop_event=self._signal,
-                rust_timeout=0,
+                rust_timeout=_poll_delay_ms(),
+                yield_on_timeout=True,
                 recursive=False,
-                force_polling=self.force_polling,
-                poll_delay_ms=POLL_DELAY_MS,
+                force_polling=True,
+                poll_delay_ms=_poll_delay_ms(),
                 raise_interrupt=False,
             ):
-                if not self._dispatch(batch):
+                if not batch:
+                    _refresh_everyone([self])
+                elif not self._dispatch(batch):
                     break
         except BaseException as exc:  # reported to start() or logged; never kills the process
             if not self._signal.started.is_set():
@@ -178,6 +214,8 @@ class DirectoryWatcher:
         """The directory is gone or moved: stop, and make every subscriber re-resolve."""
         self.alive = False
         self._signal.stop.set()
+        if not self.force_polling:
+            HUB.remove(self, wait=False)
         REGISTRY.forget(self)
         with self.lock:
             callbacks = [s.callback for s in self.subscriptions]
@@ -190,6 +228,162 @@ def _call_all(callbacks: Iterable[Callback]) -> None:
             callback()
         except Exception:  # one broken subscriber must not starve the others
             log.exception("runtime variable refresh failed")
+
+
+class _HubSignal:
+    """``stop_event`` of the hub's current ``watch`` call: set once the hub stops or has
+    a new notifier to switch to. Plain attribute reads: it is polled every ``step``."""
+
+    def __init__(self, hub: NotifyHub, notify: Any) -> None:
+        self.hub = hub
+        self.notify = notify
+
+    def is_set(self) -> bool:
+        return self.hub._notify is not self.notify
+
+
+class NotifyHub:
+    """One watchfiles notifier (``RustNotify``) over every natively watched directory,
+    served by one thread that hands each event to the `DirectoryWatcher` it concerns.
+
+    Adding or removing a directory builds a new notifier in the caller's thread (so the
+    watch is live when `add` returns) and the thread switches to it. Events the old one
+    held but had not returned are dropped by watchfiles on the switch, so everyone is
+    asked to re-read afterwards (equal content is no new state).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: dict[str, DirectoryWatcher] = {}
+        self._notify: Any = None
+        self._thread: threading.Thread | None = None
+        # Members dropped because their directory vanished before a rebuild: the thread
+        # makes their subscribers re-resolve (not the caller, who may hold locks).
+        self._casualties: list[DirectoryWatcher] = []
+
+    def members(self) -> list[str]:
+        """The directories watched natively, for tests and diagnostics."""
+        with self._lock:
+            return sorted(self._members)
+
+    def add(self, watcher: DirectoryWatcher) -> None:
+        """Watch *watcher*'s directory from now on; OSError if it cannot be watched."""
+        with self._lock:
+            members = {**self._members, watcher.path: watcher}
+            notify = self._build(members, watcher)
+            self._members, self._notify = members, notify
+            if self._thread is None:  # None exactly when there was no notifier
+                self._thread = threading.Thread(
+                    target=self._run, name="runtimevar-watch", daemon=True
+                )
+                self._thread.start()
+
+    def remove(self, watcher: DirectoryWatcher, *, wait: bool) -> None:
+        """Stop watching *watcher*'s directory; the last one stops the thread (joined if
+        *wait*, unless called from it)."""
+        with self._lock:
+            if self._members.get(watcher.path) is not watcher:
+                return
+            members = dict(self._members)
+            del members[watcher.path]
+            notify = None
+            if members:
+                try:
+                    notify = self._build(members, None)
+                except OSError as exc:  # keep the old notifier: one directory too many
+                    log.debug("rebuilding the directory watch failed: %s", exc)
+                    notify = self._notify
+            self._members, self._notify = members, notify
+            thread = None
+            if notify is None:  # nothing left to watch: the thread ends by itself
+                thread, self._thread = self._thread, None
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _build(self, members: dict[str, DirectoryWatcher], new: DirectoryWatcher | None) -> Any:
+        """A notifier over *members* (pruned of vanished directories, except *new*, whose
+        failure is raised); called with the lock held."""
+        from watchfiles._rust_notify import RustNotify
+
+        for _ in range(_BUILD_ATTEMPTS):
+            try:
+                return RustNotify(sorted(members), False, False, POLL_DELAY_MS, False, False)
+            except OSError:
+                if new is not None and not os.path.isdir(new.path):
+                    raise
+                gone = [w for p, w in members.items() if w is not new and not os.path.isdir(p)]
+                if not gone:
+                    raise
+                for watcher in gone:
+                    watcher.alive = False
+                    del members[watcher.path]
+                    self._casualties.append(watcher)
+                if not members:
+                    return None
+        raise OSError(f"directories kept vanishing while watching {sorted(members)}")
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        current: Any = None
+        try:
+            while True:
+                with self._lock:
+                    notify = self._notify if self._thread is me else None
+                    watchers = dict(self._members)
+                    casualties, self._casualties = self._casualties, []
+                for watcher in casualties:
+                    watcher._die()
+                if notify is None:  # stopped, or replaced by a newer thread
+                    return
+                if current is not notify:
+                    if current is not None:
+                        current.close()
+                        _refresh_everyone(watchers.values())  # what it held is lost
+                    current = notify
+                try:
+                    batch = notify.watch(DEBOUNCE_MS, STEP_MS, 0, _HubSignal(self, notify))
+                except Exception as exc:  # the notifier broke: poll these directories
+                    self._fail(notify, exc)
+                    continue
+                if isinstance(batch, set):
+                    _deliver(batch, watchers)
+        finally:
+            if current is not None:
+                current.close()
+
+    def _fail(self, notify: Any, exc: Exception) -> None:
+        log.warning("watching directories failed (%s); polling them instead", exc)
+        with self._lock:
+            if self._notify is not notify:
+                return
+            failed = list(self._members.values())
+            self._members, self._notify, self._thread = {}, None, None
+        for watcher in failed:
+            REGISTRY.native_failed(watcher.path)
+            watcher._die()
+
+
+def _deliver(batch: set[tuple[int, str]], watchers: dict[str, DirectoryWatcher]) -> None:
+    """Split *batch* by directory: an entry's events go to its directory's watcher, events
+    on a watched directory itself to that directory's watcher."""
+    per_directory: dict[str, set[tuple[int, str]]] = {}
+    for change, path in batch:
+        for directory in (os.path.dirname(path), path):
+            if directory in watchers:
+                per_directory.setdefault(directory, set()).add((change, path))
+    for directory, events in per_directory.items():
+        watcher = watchers[directory]
+        if watcher.alive:
+            watcher._dispatch(events)
+
+
+def _refresh_everyone(watchers: Iterable[DirectoryWatcher]) -> None:
+    callbacks: list[Callback] = []
+    for watcher in watchers:
+        if watcher.alive:
+            with watcher.lock:
+                callbacks.extend(s.callback for s in watcher.subscriptions)
+    _call_all(callbacks)
 
 
 class WatcherRegistry:
@@ -217,7 +411,7 @@ class WatcherRegistry:
         return subscription
 
     def _start(self, directory: str, identity: tuple[int, int]) -> DirectoryWatcher:
-        if directory in self._poll_only:
+        if directory in self._poll_only or polling_forced():
             watcher = DirectoryWatcher(directory, identity, force_polling=True)
             watcher.start()
             return watcher
@@ -269,5 +463,6 @@ class WatcherRegistry:
             watcher.stop()
 
 
+HUB = NotifyHub()
 REGISTRY = WatcherRegistry()
 atexit.register(REGISTRY.shutdown)
