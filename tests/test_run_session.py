@@ -286,3 +286,19 @@ def test_status_reports_failed_after_max_restarts(session: Session) -> None:
     assert "failed" in table and "exit 4" in table
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+
+
+def test_status_of_a_running_session_while_its_config_is_broken(session: Session) -> None:
+    proc = session.start()
+    wait_until(lambda: _all_up(session), 30)
+    (session.project / "caproni.yaml").write_text("version: 2\nreloaders: [oops\n")
+    result = session.invoke("status", "--json")
+    assert result.returncode == 1
+    assert "has errors" in result.stderr
+    data = json.loads(result.stdout)
+    assert data["session"]["state"] == "running"
+    app = data["reloaders"][0]
+    assert app["name"] == "app" and app["state"] == "unknown"
+    assert {p["name"] for p in app["processes"]} == {"tree", "daemon", "stubborn"}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0

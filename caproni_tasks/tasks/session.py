@@ -109,16 +109,19 @@ def _age(seconds: float) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
-def _status_data(config: CaproniConfig) -> dict[str, Any]:
+def _status_data(path: Path, config: CaproniConfig | None) -> dict[str, Any]:
+    """Reloaders of the config (or, when it does not load, of the recorded session) with
+    their states, and the running session's processes."""
     from caproni_tasks.reloader import ReloaderError, new_manager
     from caproni_tasks.reloader.proctree import is_alive
     from caproni_tasks.reloader.session import read_session, session_file
     from caproni_tasks.reloader.supervisor import describe_exit
 
-    record: SessionRecord | None = read_session(config.path)
+    path = config.path if config is not None else path
+    record: SessionRecord | None = read_session(path)
     now = time.time()
     if record is None:
-        state = "stale" if session_file(config.path).exists() else "none"
+        state = "stale" if session_file(path).exists() else "none"
         session: dict[str, Any] = {"state": state}
     else:
         session = {
@@ -127,17 +130,26 @@ def _status_data(config: CaproniConfig) -> dict[str, Any]:
             "started_at": record.started_at,
             "updated_at": record.updated_at,
         }
+    kinds = {name: spec.type for name, spec in (config.reloaders if config else {}).items()}
+    for name, kind in (record.reloaders if record else {}).items():
+        kinds.setdefault(name, kind)
     reloaders: list[dict[str, Any]] = []
-    for reloader in config.reloaders.values():
-        try:
-            status = new_manager(reloader.type).status(reloader, config)
-            state, reasons = str(status.state), list(status.reasons)
-        except ReloaderError as exc:
-            state, reasons = "unknown", [str(exc)]
+    for name, kind in kinds.items():
+        spec = config.reloaders.get(name) if config is not None else None
+        if spec is None:
+            why = "the config does not load" if config is None else "no longer in the config"
+            state, reasons = "unknown", [f"{why}; shown as the running session recorded it"]
+        else:
+            assert config is not None
+            try:
+                status = new_manager(kind).status(spec, config)
+                state, reasons = str(status.state), list(status.reasons)
+            except ReloaderError as exc:
+                state, reasons = "unknown", [str(exc)]
         processes: list[dict[str, Any]] = []
         if record is not None:
             for proc in record.processes:
-                if proc.reloader != reloader.name:
+                if proc.reloader != name:
                     continue
                 alive = proc.pid is not None and is_alive(proc.pid, proc.pid_start)
                 gone_state = "orphaned" if alive else "gone"
@@ -156,14 +168,14 @@ def _status_data(config: CaproniConfig) -> dict[str, Any]:
                 )
         reloaders.append(
             {
-                "name": reloader.name,
-                "type": reloader.type,
+                "name": name,
+                "type": kind,
                 "state": state,
                 "reasons": reasons,
                 "processes": processes,
             }
         )
-    return {"config": str(config.path), "session": session, "reloaders": reloaders}
+    return {"config": str(path), "session": session, "reloaders": reloaders}
 
 
 def _render_table(rows: list[list[str]]) -> str:
@@ -188,15 +200,21 @@ def _session_line(data: dict[str, Any]) -> str:
 def status(c: Context, json: bool = False, config: str | None = None) -> None:
     """Show each reloader's state and, while `invoke run` is active, its processes."""
     path = setting_path(c, "config", config)
-    loaded, diagnostics, sources = _load(path)
+    loaded, _, _ = _load(path)
     if loaded is None:
-        print_diagnostics(diagnostics, "text", sources)
-        fail(f"{path}: cannot show status of a config with errors", 1)
+        # Still show a running session: its config may be mid-edit.
+        print(f"{path}: has errors (see `invoke validate`)", file=sys.stderr)
     _tools_on_path(c)
-    data = _status_data(loaded)
+    data = _status_data(path, loaded)
     if json:
         sys.stdout.write(jsonlib.dumps(data, indent=2) + "\n")
-        return
+    else:
+        _print_status_table(data)
+    if loaded is None:
+        raise Exit(code=1)
+
+
+def _print_status_table(data: dict[str, Any]) -> None:
     header = ["RELOADER", "KIND", "STATE", "PROCESS", "PID", "P-STATE", "RESTARTS", "UPTIME"]
     rows = [[*header, "LAST EXIT"]]
     notes: list[str] = []
