@@ -371,7 +371,7 @@ def test_async_timeouts_and_codes(fed: Any) -> None:
 
 
 def test_async_cancellation_propagates_and_unregisters(fed: Any) -> None:
-    var, _ = fed
+    var, driver = fed
 
     async def main() -> None:
         task = asyncio.create_task(var.watch_async())
@@ -381,6 +381,29 @@ def test_async_cancellation_propagates_and_unregisters(fed: Any) -> None:
             await task
         assert error_code(info.value) is ErrorCode.CANCELED
         assert not var._async_waiters
+
+        # a pending latest_async and a pending changes_async item, cancelled too ...
+        latest = asyncio.create_task(var.latest_async())
+        changes = var.changes_async()
+        item = asyncio.create_task(anext(changes))
+        await async_wait_until(lambda: len(var._async_waiters) == 2)
+        latest.cancel()
+        item.cancel()
+        for cancelled in (latest, item):
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+        assert not var._async_waiters
+        # ... leave the variable, its watch cursor and the iterator fully usable
+        driver.value("v1")
+        assert (await var.latest_async(timeout=LONG)).value == "v1"
+        assert (await var.watch_async(timeout=LONG)).value == "v1"
+        assert (await asyncio.wait_for(anext(changes), LONG)).value == "v1"
+        driver.value("v2")
+        assert (await var.watch_async(timeout=LONG)).value == "v2"
+        assert (await asyncio.wait_for(anext(changes), LONG)).value == "v2"
+        with pytest.raises(VariableError) as pending:
+            var.watch(timeout=0)
+        assert pending.value.code is ErrorCode.DEADLINE_EXCEEDED
 
     asyncio.run(main())
 
