@@ -59,3 +59,44 @@ def test_invoke_lint_dispatches_yaml_files(tmp_path: Path) -> None:
     text = out.getvalue()
     assert f"{path}:8:24: error: unknown variable 'NOPE'" in text
     assert "    " + "          command: run ${NOPE}\n" + " " * 27 + "^" in text
+
+
+def test_lint_reports_the_reloader_checks_of_validate(tmp_path: Path) -> None:
+    """`invoke lint` and `invoke validate` agree on caproni.yaml: a kind's own checks
+    (here an unknown stop signal and a missing process directory) are in both."""
+    path = tmp_path / "caproni.yaml"
+    path.write_text(
+        "version: 2\nreloaders:\n  svc:\n    type: process\n    process:\n"
+        "      processes:\n        web:\n          command: run\n"
+        "          directory: nowhere\n"
+    )
+    found = lint_config_file(path)
+    assert [(d.line, d.severity, d.code) for d in found] == [
+        (7, Severity.ERROR, "process-directory")
+    ]
+    from caproni_tasks.config import load_config
+    from caproni_tasks.reloader import validate_reloaders
+
+    loaded = load_config(path)
+    assert loaded.config is not None
+    assert found == [*loaded.diagnostics, *validate_reloaders(loaded.config)]
+
+
+def test_lint_of_a_broken_file_runs_no_reloader_checks(tmp_path: Path) -> None:
+    path = tmp_path / "caproni.yaml"
+    path.write_text("version: 2\nreloaders:\n  svc:\n    type: nope\n    nope: {}\n  x: 1\n")
+    found = lint_config_file(path)
+    assert found and all(d.code != "reloader-type" for d in found)
+
+
+def test_a_caproni_file_lints_with_only_the_unavailable_cluster_kinds() -> None:
+    """The Caproni-shaped example loads: its only errors say the cluster kinds are not
+    in this release (and name the kinds that are), its only notice is the cluster one."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "caproni-v2" / "caproni.yaml"
+    found = lint_config_file(example)
+    errors = [d for d in found if d.severity is Severity.ERROR]
+    assert [(d.line, d.code) for d in errors] == [(37, "reloader-type"), (51, "reloader-type")]
+    for error, kind in zip(errors, ("mirror", "skaffold"), strict=True):
+        assert f"the {kind} kind" in error.message
+        assert "not available in this release; known kinds: process" in error.message
+    assert [d.code for d in found if d.severity is not Severity.ERROR] == ["ignored-section"]
