@@ -302,3 +302,24 @@ def test_status_of_a_running_session_while_its_config_is_broken(session: Session
     assert {p["name"] for p in app["processes"]} == {"tree", "daemon", "stubborn"}
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+
+
+def test_run_only_is_not_blocked_by_a_cluster_reloader_left_out(session: Session) -> None:
+    """A real Caproni file has mirror/skaffold reloaders this release cannot run: `--only`
+    runs the process reloaders anyway; without it, run refuses and says why."""
+    (session.project / "caproni.yaml").write_text(
+        "version: 2\nreloaders:\n"
+        "  web:\n    type: mirror\n    mirror:\n"
+        "      target: {namespace: default, kubernetes_type: deployment, name: web}\n"
+        "  once:\n    type: process\n    process:\n      processes:\n"
+        "        job:\n          command: echo job-done\n"
+    )
+    refused = session.invoke("run")
+    assert refused.returncode == 1
+    assert "the mirror kind" in refused.stdout and "not available in this release" in (
+        refused.stdout
+    )
+    assert "invoke run --only NAME" in refused.stdout
+    result = session.invoke("run", "--only", "once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "job-done" in result.stdout

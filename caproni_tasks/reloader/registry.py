@@ -26,6 +26,13 @@ _factories: dict[str, ManagerFactory] = {}
 _plugin_points: dict[str, object] | None = None  # kind -> importlib.metadata.EntryPoint
 _lock = threading.Lock()
 
+#: Caproni's cluster kinds: their settings load and validate, but this release has no
+#: manager to run them; saying so beats a bare "unknown" for a name the user got right.
+UNAVAILABLE_KINDS = {
+    "mirror": "processes in a cluster workload's context, through mirrord",
+    "skaffold": "`skaffold dev`",
+}
+
 
 def register(kind: str, factory: ManagerFactory) -> None:
     """Make ``kind`` available to `new_manager`; a later registration replaces an earlier
@@ -70,7 +77,13 @@ def _factory(kind: str) -> ManagerFactory:
     point = _entry_points().get(kind)
     if point is None:
         known = ", ".join(list_types()) or "none"
-        raise UnknownTypeError(f"{kind!r} (known types: {known})")
+        if kind in UNAVAILABLE_KINDS:
+            raise UnknownTypeError(
+                f"{kind!r}: the {kind} kind ({UNAVAILABLE_KINDS[kind]}) is not available "
+                f"in this release; known kinds: {known} (run the others with "
+                "`invoke run --only NAME`)"
+            )
+        raise UnknownTypeError(f"{kind!r} (known kinds: {known})")
     try:
         loaded = point.load()  # type: ignore[attr-defined]
     except Exception as exc:  # a broken plugin must not take the whole tool down

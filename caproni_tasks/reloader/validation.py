@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from caproni_tasks.diagnostics import Diagnostic
@@ -14,11 +15,14 @@ if TYPE_CHECKING:
 __all__ = ["validate_reloaders"]
 
 
-def validate_reloaders(config: CaproniConfig) -> list[Diagnostic]:
-    """Diagnostics of each reloader's `Manager.validate`, sorted by place; a kind that is
-    not installed is one diagnostic at the reloader, not an exception."""
+def validate_reloaders(config: CaproniConfig, only: Collection[str] = ()) -> list[Diagnostic]:
+    """Diagnostics of each reloader's `Manager.validate` (of the reloaders named in
+    ``only``, when given), sorted by place; a kind that is not installed is one
+    diagnostic at the reloader, not an exception."""
     found: list[Diagnostic] = []
     for reloader in config.reloaders.values():
+        if only and reloader.name not in only:
+            continue
         location = reloader.location
         file, line, column = (
             (location.file, location.line, location.column)

@@ -33,21 +33,23 @@ def _load(path: Path) -> tuple[CaproniConfig | None, list[Diagnostic], dict[str,
     return result.config, list(result.diagnostics), dict(result.sources)
 
 
-def _validate_all(config: CaproniConfig) -> list[Diagnostic]:
+def _validate_all(config: CaproniConfig, only: list[str] | None = None) -> list[Diagnostic]:
     from caproni_tasks.reloader.validation import validate_reloaders
 
-    return validate_reloaders(config)
+    return validate_reloaders(config, only or ())
 
 
-def _checked_config(path: Path, fmt: str = "text") -> CaproniConfig:
-    """Load and validate; print every diagnostic; stop on errors."""
+def _checked_config(path: Path, only: list[str] | None = None) -> CaproniConfig:
+    """Load and validate (the reloaders in ``only``, when given: a reloader left out
+    cannot stop the others); print every diagnostic; stop on errors."""
     from caproni_tasks.diagnostics import has_errors
 
     config, diagnostics, sources = _load(path)
     if config is not None:
-        diagnostics.extend(_validate_all(config))
+        known = [name for name in only or () if name in config.reloaders]
+        diagnostics.extend(_validate_all(config, known if known == only else None))
     if diagnostics:
-        print_diagnostics(diagnostics, fmt, sources)
+        print_diagnostics(diagnostics, "text", sources)
     if config is None or has_errors(diagnostics):
         fail(f"{path}: refusing to start until the errors above are fixed", 1)
     return config
@@ -77,8 +79,8 @@ def run(c: Context, only: list[str] | None = None, config: str | None = None) ->
     from caproni_tasks.reloader.runner import run_session, select_reloaders
 
     path = setting_path(c, "config", config)
-    loaded = _checked_config(path)
     names = listed(only)
+    loaded = _checked_config(path, names)
     try:
         select_reloaders(loaded, names)
     except RunFailedError as exc:
