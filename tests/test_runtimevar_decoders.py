@@ -50,6 +50,8 @@ def test_jsonmap() -> None:
     assert "not an object" in str(decode_error(JSONMAP, b"[1, 2]"))
     assert "Expecting" in str(decode_error(JSONMAP, b"{nope"))
     assert isinstance(decode_error(JSONMAP, b"{nope").__cause__, json.JSONDecodeError)
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        assert "not valid JSON" in str(decode_error(JSONMAP, b'{"a": ' + constant + b"}"))
 
 
 def test_decoder_by_name() -> None:
@@ -120,6 +122,7 @@ def test_typed_json_dataclass_and_lists() -> None:
         (b'[{"name": "a", "ports": [], "weight": "heavy"}]', "$[0].weight: expected a number"),
         (b'[{"name": "a", "ports": [], "tags": {"k": 1}}]', "$[0].tags.k: expected a string"),
         (b"", "empty content"),
+        (b'[{"name": "a", "ports": [], "weight": NaN}]', "NaN is not valid JSON"),
     ],
 )
 def test_typed_json_errors_are_precise(data: bytes, message: str) -> None:

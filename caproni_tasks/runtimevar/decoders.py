@@ -50,10 +50,20 @@ def _utf8(data: bytes) -> str:
 def _json_object(data: bytes) -> dict[str, Any]:
     if not data.strip():
         raise ValueError("empty content is not a JSON object")
-    value = json.loads(data)
+    value = strict_json(data)
     if not isinstance(value, dict):
         raise ValueError(f"JSON value is {json_type_name(value)}, not an object")
     return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def strict_json(data: bytes) -> Any:
+    """Standard JSON only: Python's extension ``NaN``/``Infinity`` is refused, as Go does
+    (and as every consumer that re-serialises the value expects)."""
+    return json.loads(data, parse_constant=_no_constant)
 
 
 def json_type_name(value: object) -> str:
@@ -120,6 +130,6 @@ def json_decoder(target: Any, *, name: str | None = None) -> Decoder[Any]:
     def decode(data: bytes) -> Any:
         if not data.strip():
             raise ValueError("empty content is not JSON")
-        return convert(json.loads(data), "$")
+        return convert(strict_json(data), "$")
 
     return Decoder(name or f"json:{type_label(target)}", decode)
