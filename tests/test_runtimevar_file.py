@@ -837,3 +837,27 @@ def test_touching_the_directory_keeps_its_watcher(
     assert [w for w in REGISTRY._watchers.values() if w.path == str(tmp_path)] == [watcher_]
     write_atomic(path, "w")
     assert var.watch(timeout=LONG).value == "w"
+
+
+def test_a_directory_vanishing_while_another_is_added(tmp_path: Path, closing: list[Any]) -> None:
+    """The shared notifier is rebuilt for the new directory while an old one is already
+    gone: the old one is dropped and its variables re-resolve, the new one works."""
+    gone, added = tmp_path / "gone", tmp_path / "added"
+    gone.mkdir()
+    (gone / "v.txt").write_text("old")
+    old = open_file_variable(gone / "v.txt", STRING)
+    closing.append(old)
+    assert old.watch(timeout=LONG).value == "old"
+    shutil.rmtree(gone)
+    added.mkdir()
+    (added / "v.txt").write_text("new")
+    new = open_file_variable(added / "v.txt", STRING)  # at once: before the event is seen
+    closing.append(new)
+    assert new.watch(timeout=LONG).value == "new"
+    assert watch_error(old).code is ErrorCode.NOT_FOUND
+    write_atomic(added / "v.txt", "new 2")
+    watch_value(new, "new 2")
+    gone.mkdir()
+    (gone / "v.txt").write_text("back")
+    watch_value(old, "back")
+    assert str(gone) in HUB.members() and str(added) in HUB.members()
