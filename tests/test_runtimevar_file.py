@@ -861,3 +861,29 @@ def test_a_directory_vanishing_while_another_is_added(tmp_path: Path, closing: l
     (gone / "v.txt").write_text("back")
     watch_value(old, "back")
     assert str(gone) in HUB.members() and str(added) in HUB.members()
+
+
+def test_variables_on_a_replaced_directory_follow_the_new_one(
+    tmp_path: Path, closing: list[Any]
+) -> None:
+    """A variable opened on the new directory before the old one's deletion is seen
+    takes its path over: the variables still on the old watch re-resolve too."""
+    folder, staged = tmp_path / "conf", tmp_path / "conf.new"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    first = open_file_variable(folder / "a.txt", STRING)
+    closing.append(first)
+    assert first.watch(timeout=LONG).value == "a"
+    staged.mkdir()  # a different inode, whatever the filesystem reuses
+    (staged / "a.txt").write_text("a2")
+    (staged / "b.txt").write_text("b")
+    shutil.rmtree(folder)
+    staged.rename(folder)
+    second = open_file_variable(folder / "b.txt", STRING)  # before the deletion is seen
+    closing.append(second)
+    assert second.watch(timeout=LONG).value == "b"
+    watch_value(first, "a2")
+    write_atomic(folder / "a.txt", "a3")
+    watch_value(first, "a3")
+    write_atomic(folder / "b.txt", "b2")
+    watch_value(second, "b2")

@@ -269,9 +269,15 @@ class NotifyHub:
     def add(self, watcher: DirectoryWatcher) -> None:
         """Watch *watcher*'s directory from now on; OSError if it cannot be watched."""
         with self._lock:
+            previous = self._members.get(watcher.path)
             members = {**self._members, watcher.path: watcher}
             notify = self._build(members, watcher)
             self._members, self._notify = members, notify
+            if previous is not None and previous is not watcher:
+                # A new directory at the same path, met before the old one's deletion
+                # was seen: the old watcher's subscribers must re-resolve.
+                previous.alive = False
+                self._casualties.append(previous)
             if self._thread is None:  # None exactly when there was no notifier
                 self._thread = threading.Thread(
                     target=self._run, name="runtimevar-watch", daemon=True
