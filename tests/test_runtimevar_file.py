@@ -887,3 +887,23 @@ def test_variables_on_a_replaced_directory_follow_the_new_one(
     watch_value(first, "a3")
     write_atomic(folder / "b.txt", "b2")
     watch_value(second, "b2")
+
+
+def test_an_incompatible_watchfiles_notifier_falls_back_to_polling(
+    tmp_path: Path, closing: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watchfiles._rust_notify
+
+    def changed_signature(*args: Any) -> Any:
+        raise TypeError("RustNotify() takes 7 positional arguments")
+
+    monkeypatch.setattr(watchfiles._rust_notify, "RustNotify", changed_signature)
+    monkeypatch.setenv("WATCHFILES_POLL_DELAY_MS", "50")
+    path = tmp_path / "v.txt"
+    path.write_text("one")
+    var = open_file_variable(path, STRING)
+    closing.append(var)
+    assert var.watch(timeout=LONG).value == "one"
+    assert HUB.members() == []
+    write_atomic(path, "two")
+    watch_value(var, "two")

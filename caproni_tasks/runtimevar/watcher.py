@@ -309,11 +309,9 @@ class NotifyHub:
     def _build(self, members: dict[str, DirectoryWatcher], new: DirectoryWatcher | None) -> Any:
         """A notifier over *members* (pruned of vanished directories, except *new*, whose
         failure is raised); called with the lock held."""
-        from watchfiles._rust_notify import RustNotify
-
         for _ in range(_BUILD_ATTEMPTS):
             try:
-                return RustNotify(sorted(members), False, False, POLL_DELAY_MS, False, False)
+                return _rust_notify(sorted(members))
             except OSError:
                 if new is not None and not os.path.isdir(new.path):
                     raise
@@ -367,6 +365,21 @@ class NotifyHub:
         for watcher in failed:
             REGISTRY.native_failed(watcher.path)
             watcher._die()
+
+
+def _rust_notify(directories: list[str]) -> Any:
+    """watchfiles' notifier over *directories*, non-recursive, live when it returns.
+
+    ``RustNotify`` is what ``watchfiles.watch`` drives; a watchfiles whose notifier takes
+    other arguments surfaces as OSError, so those directories are polled (public API)
+    rather than not watched at all.
+    """
+    try:
+        from watchfiles._rust_notify import RustNotify
+
+        return RustNotify(directories, False, False, POLL_DELAY_MS, False, False)
+    except (ImportError, TypeError) as exc:
+        raise OSError(f"watchfiles notifier unavailable: {exc}") from exc
 
 
 def _deliver(batch: set[tuple[int, str]], watchers: dict[str, DirectoryWatcher]) -> None:
