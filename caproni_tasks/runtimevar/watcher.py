@@ -103,7 +103,8 @@ class Subscription:
 
 @dataclass(eq=False)
 class DirectoryWatcher:
-    """A watchfiles watch on one directory, dispatching events to subscriptions."""
+    """One directory's watch, dispatching its events to subscriptions: natively through
+    the shared `HUB`, or polled by a thread of its own (``force_polling``)."""
 
     path: str
     identity: tuple[int, int]
