@@ -403,6 +403,23 @@ def test_directory_is_invalid_argument_and_retried(tmp_path: Path, closing: list
     watch_value(var, "now a file")
 
 
+def test_retry_timer_thread_ends_when_nothing_is_pending(tmp_path: Path) -> None:
+    from caproni_tasks.runtimevar.scheduler import SCHEDULER
+
+    def retry_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "runtimevar-retry"]
+
+    (tmp_path / "adir").mkdir()
+    var = open_file_variable(tmp_path / "adir", STRING)  # a directory: retried every 30 s
+    try:
+        assert watch_error(var).code is ErrorCode.INVALID_ARGUMENT
+        assert SCHEDULER.pending() >= 1 and retry_threads()
+    finally:
+        var.close()
+    wait_for(lambda: not retry_threads())  # at once, not when the cancelled retry was due
+    assert SCHEDULER.pending() == 0
+
+
 def test_fifo_is_refused_without_hanging(tmp_path: Path, closing: list[Any]) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -24,9 +24,12 @@ class Timer:
     seq: int
     callback: Callable[[], None] = field(compare=False)
     cancelled: bool = field(default=False, compare=False)
+    scheduler: Scheduler | None = field(default=None, compare=False, repr=False)
 
     def cancel(self) -> None:
         self.cancelled = True
+        if self.scheduler is not None:
+            self.scheduler._wake()
 
 
 class Scheduler:
@@ -38,7 +41,7 @@ class Scheduler:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run *callback* on the timer thread after *delay* seconds (unless cancelled)."""
-        timer = Timer(time.monotonic() + delay, next(self._seq), callback)
+        timer = Timer(time.monotonic() + delay, next(self._seq), callback, scheduler=self)
         with self._cond:
             heapq.heappush(self._heap, timer)
             if self._thread is None:
@@ -53,14 +56,20 @@ class Scheduler:
         with self._cond:
             return sum(1 for t in self._heap if not t.cancelled)
 
-    def _next_due(self) -> Timer:
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _next_due(self) -> Timer | None:
+        """The next timer once due; None when nothing is pending (the thread then ends,
+        so a process whose variables are all closed keeps no timer thread)."""
         with self._cond:
             while True:
-                while self._heap and self._heap[0].cancelled:
-                    heapq.heappop(self._heap)
+                self._heap = [t for t in self._heap if not t.cancelled]
+                heapq.heapify(self._heap)
                 if not self._heap:
-                    self._cond.wait()
-                    continue
+                    self._thread = None
+                    return None
                 delay = self._heap[0].when - time.monotonic()
                 if delay <= 0:
                     return heapq.heappop(self._heap)
@@ -69,6 +78,8 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             timer = self._next_due()
+            if timer is None:
+                return
             if timer.cancelled:
                 continue
             try:
