@@ -368,7 +368,9 @@ def test_lint_explains_a_byte_order_mark(project: Path, capsys: pytest.CaptureFi
 def test_lint_clean_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "tools.ensure").write_text(CANONICAL)
     assert run(["lint", "--file", "tools.ensure"]) == 0
-    assert capsys.readouterr().out == ""
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "ok: no errors in tools.ensure\n"
 
 
 def test_lint_resolves_for_the_host_too(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

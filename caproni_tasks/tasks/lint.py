@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke.context import Context
@@ -38,3 +39,7 @@ def lint(c: Context, file: list[str] | None = None, format: str = "text") -> Non
     print_diagnostics(report.diagnostics, format, report.sources)
     if has_errors(report.diagnostics):
         raise SystemExit(1)
+    if format == "text":
+        # On stderr: stdout carries only diagnostics, so it can be piped or parsed.
+        checked = ", ".join(str(p) for p in paths)
+        print(f"ok: no errors in {checked}", file=sys.stderr)

@@ -121,6 +121,7 @@ def _publish(
 
 
 @task(
+    auto_shortflags=False,
     iterable=["ref", "tag"],
     help={
         "in": "Directory to package (its files, executable bits and symlinks).",
@@ -174,6 +175,7 @@ def create(
 
 
 @task(
+    auto_shortflags=False,
     help={
         "in": "Directory to package.",
         "name": "Package name.",
@@ -210,6 +212,7 @@ def build(
 
 
 @task(
+    auto_shortflags=False,
     iterable=["ref", "tag"],
     help={
         "file": "A package file built by pkg.build.",
@@ -255,6 +258,7 @@ def _retarget(
 
 
 @task(
+    auto_shortflags=False,
     iterable=["ref"],
     help={
         "package": "Package name (PKG or PKG@VERSION).",
@@ -280,6 +284,7 @@ def set_ref(
 
 
 @task(
+    auto_shortflags=False,
     iterable=["tag"],
     help={
         "package": "Package name (PKG or PKG@VERSION).",
@@ -305,6 +310,7 @@ def set_tag(
 
 
 @task(
+    auto_shortflags=False,
     help={
         "package": "Package name (PKG or PKG@VERSION).",
         "version": "Show only the instance this instance ID, ref or tag names.",
@@ -356,7 +362,7 @@ def describe(
                 print(f"  {tag_name.ljust(width)}  {', '.join(owners)}{marker}")
 
 
-@task(name="list", help={"repo": _REPO_HELP})
+@task(name="list", auto_shortflags=False, help={"repo": _REPO_HELP})
 def list_(c: Context, repo: str = "") -> None:
     """List the packages of a local directory repository."""
     from caproni_tasks.packages.local import LocalRepository
