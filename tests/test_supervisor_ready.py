@@ -107,3 +107,24 @@ async def test_dependants_stop_before_their_dependencies(tmp_path: Path) -> None
     top_stop = re.search(r"^top\s+\| :: stopped", out.text, re.M)
     base_stop = re.search(r"^base\s+\| :: stopped", out.text, re.M)
     assert top_stop and base_stop and top_stop.start() < base_stop.start()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "http"])
+async def test_a_process_that_dies_while_its_readiness_is_polled_is_noticed(
+    tmp_path: Path, kind: str
+) -> None:
+    """The exit wins over a readiness poll that is cancelled as it fails (on Python 3.11
+    `wait_for` swallowed that cancellation: the poll ran on and the exit went unseen)."""
+    port = free_port()
+    check = ReadyCheck(tcp=port) if kind == "tcp" else ReadyCheck(http=f"http://127.0.0.1:{port}/")
+    specs = [
+        spec(f"p{i}", "exit 3", tmp_path, max_restarts=2, ready=check, restart="on-failure")
+        for i in range(6)
+    ]
+    async with supervising("r", specs) as (sup, out, task):
+        await async_wait_until(
+            lambda: all(p.state == ProcessState.FAILED for p in sup.processes.values())
+        )
+        assert all(p.restarts == 2 for p in sup.processes.values()), out.text
+        # Every process ended for good and nothing can restart them: supervise returns.
+        await async_wait_until(task.done)

@@ -28,7 +28,8 @@ async def tcp_open(port: int, *, timeout: float = 1.0) -> bool:
     """True when something accepts connections on the port of this machine (IPv4 or v6)."""
     for host in ("127.0.0.1", "::1"):
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError):
             continue
         writer.close()

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from caproni_tasks.config.model import ProcessRef, ProcessSpec
 from caproni_tasks.reloader import proctree
+from caproni_tasks.reloader.aio import cancel_and_wait, wait_timeout
 from caproni_tasks.reloader.backoff import Backoff, BackoffPolicy
 from caproni_tasks.reloader.output import LineAssembler, Output
 from caproni_tasks.reloader.readiness import LogMatcher, describe, wait_ready
@@ -244,7 +245,7 @@ class ManagedProcess:
     async def _wait_change(self, timeout: float | None) -> bool:
         """Wait for a change (True) or ``timeout`` seconds (False)."""
         try:
-            await asyncio.wait_for(self._change.wait(), timeout)
+            await wait_timeout(self._change.wait(), timeout)
         except TimeoutError:
             return False
         self._change.clear()
@@ -262,15 +263,13 @@ class ManagedProcess:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(asyncio.shield(waiting), notice)
+                    await wait_timeout(asyncio.shield(waiting), notice)
                     return
                 except TimeoutError:
                     still = [f"{d.label} ({d.state})" for d in deps if not d.ready.is_set()]
                     self.event(f"still waiting for {', '.join(still)}")
         finally:
-            waiting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiting
+            await cancel_and_wait(waiting)
 
     async def _resolve(self) -> tuple[str, dict[str, str]]:
         """The command and environment with runtime variables substituted (and ``$$``
@@ -363,7 +362,7 @@ class ManagedProcess:
         while True:
             try:
                 if lines.has_partial:
-                    chunk = await asyncio.wait_for(stream.read(65536), lines.partial_after)
+                    chunk = await wait_timeout(stream.read(65536), lines.partial_after)
                 else:
                     chunk = await stream.read(65536)
             except TimeoutError:
@@ -396,20 +395,14 @@ class ManagedProcess:
         try:
             await asyncio.wait({waiter, change}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (change, readiness):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await cancel_and_wait(change, readiness)
         if waiter.done():
             self.last_exit = proc.returncode
             self.ready.clear()
             self._set(ProcessState.STOPPING)  # while its group is cleared; then _after_exit
             await self._clear_group(self.stop_signal)
             return True
-        waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter
+        await cancel_and_wait(waiter)
         return False
 
     async def _become_ready(self) -> None:
@@ -483,11 +476,9 @@ class ManagedProcess:
         """Drain what the run wrote, then release its pipe and transport."""
         if self._reader is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+                await wait_timeout(asyncio.shield(self._reader), 1.0)
             except TimeoutError:
-                self._reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._reader
+                await cancel_and_wait(self._reader)
             self._reader = None
         if self._transport is not None:
             self._transport.close()
@@ -510,7 +501,7 @@ class ManagedProcess:
         self._note_escaped()
         self._signal_group(sig)
         try:
-            await asyncio.wait_for(self._exited.wait(), self.spec.stop_timeout)
+            await wait_timeout(self._exited.wait(), self.spec.stop_timeout)
         except TimeoutError:
             self.event(
                 f"did not stop within {self.spec.stop_timeout:g}s of "
@@ -529,9 +520,7 @@ class ManagedProcess:
         if dependants:
             limit = max(d.spec.stop_timeout for d in dependants) + 6.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*(d.finished.wait() for d in dependants)), limit
-                )
+                await wait_timeout(asyncio.gather(*(d.finished.wait() for d in dependants)), limit)
         try:
             running = self._proc is not None and self._proc.returncode is None
             await self.stop(self.stop_signal)

@@ -14,6 +14,8 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from caproni_tasks.reloader.aio import cancel_and_wait
+
 if TYPE_CHECKING:
     from caproni_tasks.config.model import RuntimeVarSpec
 
@@ -126,9 +128,4 @@ class VariableHub:
             if slot.variable is not None:
                 with contextlib.suppress(Exception):
                     await slot.variable.close_async()
-            if slot.task is not None:
-                slot.task.cancel()
-        for slot in self._slots.values():
-            if slot.task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await slot.task
+        await cancel_and_wait(*(slot.task for slot in self._slots.values()))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from caproni_tasks.reloader.aio import cancel_and_wait
 from caproni_tasks.reloader.globs import PathMatcher
 
 __all__ = ["WatchHub", "Watcher"]
@@ -112,7 +113,8 @@ class WatchHub:
 
     async def wait_started(self, timeout: float = 5.0) -> None:
         """Wait until the watcher has its kernel watches in place (tests, benchmarks)."""
-        await asyncio.wait_for(self._live.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._live.wait()
 
     def _accepts(self, path: str) -> bool:
         return any(w.matcher.matches(path) for w in self._watchers)
@@ -153,7 +155,8 @@ class WatchHub:
                     self.on_error(roots, exc)
                 log.debug("watching %s failed", roots, exc_info=True)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await stop.wait()
                 roots = [_existing(r) for r in roots]
 
     def _dispatch(self, paths: list[str]) -> None:
@@ -168,9 +171,7 @@ class WatchHub:
             self._reconfigure = None
         task = self._task
         self._halt()
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)
 
 
 def _existing(path: Path) -> Path:
