@@ -323,3 +323,22 @@ def test_run_only_is_not_blocked_by_a_cluster_reloader_left_out(session: Session
     result = session.invoke("run", "--only", "once")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "job-done" in result.stdout
+
+
+def test_run_ends_with_a_summary_when_everything_failed(session: Session) -> None:
+    """A command that is not found fails for good; its dependant gives up; `invoke run`
+    says so and exits 1 instead of sitting there silently."""
+    (session.project / "caproni.yaml").write_text(
+        "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
+        "        api:\n          command: no-such-command-xyz --serve\n"
+        "          max_restarts: 1\n          ready: {log: listening}\n"
+        "        web:\n          command: echo web-up; exec sleep 300\n"
+        "          depends_on: [api]\n"
+    )
+    result = session.invoke("run")
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert "exit 127 (command not found); failed after 1 restarts in a row" in out
+    assert "not starting: api failed (exit 127 (command not found))" in out
+    assert "every process has ended and none can restart: api failed" in out
+    assert "web-up" not in out

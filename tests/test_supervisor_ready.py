@@ -128,3 +128,30 @@ async def test_a_process_that_dies_while_its_readiness_is_polled_is_noticed(
         assert all(p.restarts == 2 for p in sup.processes.values()), out.text
         # Every process ended for good and nothing can restart them: supervise returns.
         await async_wait_until(task.done)
+
+
+async def test_dependants_of_a_dependency_that_failed_for_good_give_up(tmp_path: Path) -> None:
+    """a -> b -> c with a crashing for good: b and c say why they will not start, and
+    the supervision ends instead of waiting forever."""
+    a = spec("a", "echo a-start; exit 1", tmp_path, max_restarts=1, ready=ReadyCheck(tcp=1))
+    b = spec("b", "echo b-up; exec sleep 300", tmp_path, depends_on=(ProcessRef("r", "a"),))
+    c = spec("c", "echo c-up; exec sleep 300", tmp_path, depends_on=(ProcessRef("r", "b"),))
+    async with supervising("r", [a, b, c]) as (sup, out, task):
+        await async_wait_until(task.done)
+        states = {p.spec.name: p.state for p in sup.processes.values()}
+        assert states == {n: ProcessState.FAILED for n in "abc"}, out.text
+        assert out.count("b", "not starting: a failed (exit 1); it will not restart") == 1
+        assert out.count("c", "not starting: b failed without starting") == 1
+        assert "b-up" not in out.text and "c-up" not in out.text
+
+
+async def test_a_one_shot_dependency_that_exited_0_lets_its_dependants_start(
+    tmp_path: Path,
+) -> None:
+    job = spec("migrate", "echo migrated", tmp_path, restart="never", ready=ReadyCheck(log="nope"))
+    app = spec(
+        "app", "echo app-up; exec sleep 300", tmp_path, depends_on=(ProcessRef("r", "migrate"),)
+    )
+    async with supervising("r", [job, app]) as (sup, out, _):
+        await async_wait_until(lambda: out.exact("app", "app-up") == 1)
+        assert sup.processes[ProcessRef("r", "migrate")].state == ProcessState.EXITED

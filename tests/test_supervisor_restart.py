@@ -38,6 +38,8 @@ def test_describe_exit() -> None:
     assert describe_exit(0) == "exit 0"
     assert describe_exit(3) == "exit 3"
     assert describe_exit(-9) == "SIGKILL"
+    assert describe_exit(127) == "exit 127 (command not found)"
+    assert describe_exit(126) == "exit 126 (command not executable)"
 
 
 def _starts(path: Path) -> list[float]:

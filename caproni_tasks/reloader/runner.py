@@ -230,8 +230,16 @@ async def run_session(
         result.exit_code = 1
     elif result.stopped_by is None:
         # Everything ended by itself: succeed only if every process exited cleanly.
-        failed = [p for p in supervisor.processes.values() if p.last_exit not in (0, None)]
+        processes = list(supervisor.processes.values())
+        failed = [p for p in processes if p.last_exit not in (0, None) or p.pid is None]
         result.exit_code = 1 if failed else 0
+        if processes:
+            summary = ", ".join(f"{p.label} {p.outcome()}" for p in processes)
+            output.event(
+                SUPERVISOR_LABEL,
+                f"every process has ended and none can restart: {summary}",
+                error=bool(failed),
+            )
     return result
 
 

@@ -88,7 +88,11 @@ def describe_exit(code: int | None) -> str:
             return signal.Signals(-code).name
         except ValueError:
             return f"signal {-code}"
-    return f"exit {code}"
+    return f"exit {code}" + _SHELL_EXITS.get(code, "")
+
+
+#: What ``/bin/sh`` means by these exit statuses (a typo in a command is common).
+_SHELL_EXITS = {126: " (command not executable)", 127: " (command not found)"}
 
 
 class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -130,6 +134,8 @@ class ManagedProcess:
         self.command = ""
         self.ready = asyncio.Event()
         self.finished = asyncio.Event()  # set when stopped for good (shutdown)
+        #: Set when the lifecycle is over by itself: ended, and nothing can restart it.
+        self.ended = asyncio.Event()
         self.backoff = Backoff(supervisor.options.backoff)
         self.stop_signal = proctree.signal_number(spec.stop_signal)
         self._change = asyncio.Event()
@@ -171,6 +177,12 @@ class ManagedProcess:
             self.state = state
             self.supervisor.changed()
 
+    def outcome(self) -> str:
+        """How the last run ended, in words (for messages about a process that ended)."""
+        if self.pid is None:
+            return f"{self.state} without starting"
+        return f"{self.state} ({describe_exit(self.last_exit)})"
+
     def event(self, message: str, *, error: bool = False) -> None:
         self.supervisor.output.event(self.label, message, error=error)
 
@@ -180,7 +192,8 @@ class ManagedProcess:
         """Start, supervise and restart until cancelled, or until the process ended for
         good and no change can restart it."""
         while True:
-            await self._wait_dependencies()
+            if not await self._wait_dependencies():
+                return
             command, env = await self._resolve()
             self._change.clear()
             try:
@@ -251,25 +264,47 @@ class ManagedProcess:
         self._change.clear()
         return True
 
-    async def _wait_dependencies(self) -> None:
-        deps = [d for d in self.supervisor.dependencies_of(self) if not d.ready.is_set()]
+    async def _wait_dependencies(self) -> bool:
+        """Wait until every dependency is ready; False (and the process is `FAILED`)
+        when one has ended for good without being ready, since nothing can make it so.
+        A dependency that ended with exit 0 (a one-shot job such as a migration) has
+        done its part."""
+
+        def unmet() -> list[ManagedProcess]:
+            return [
+                d
+                for d in self.supervisor.dependencies_of(self)
+                if not d.ready.is_set() and not (d.ended.is_set() and d.last_exit == 0)
+            ]
+
+        deps = unmet()
         if not deps:
-            return
+            return True
         self._set(ProcessState.WAITING)
-        names = ", ".join(d.label for d in deps)
-        self.event(f"waiting for {names} to be ready")
+        self.event(f"waiting for {', '.join(d.label for d in deps)} to be ready")
         notice = self.supervisor.options.waiting_notice_after
-        waiting = asyncio.gather(*(d.ready.wait() for d in deps))
-        try:
-            while True:
-                try:
-                    await wait_timeout(asyncio.shield(waiting), notice)
-                    return
-                except TimeoutError:
-                    still = [f"{d.label} ({d.state})" for d in deps if not d.ready.is_set()]
-                    self.event(f"still waiting for {', '.join(still)}")
-        finally:
-            await cancel_and_wait(waiting)
+        while True:
+            waits = {
+                asyncio.ensure_future(event.wait()) for d in deps for event in (d.ready, d.ended)
+            }
+            try:
+                done, _ = await asyncio.wait(
+                    waits, timeout=notice, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                await cancel_and_wait(*waits)
+            deps = unmet()
+            if not deps:
+                return True
+            dead = [d for d in deps if d.ended.is_set()]
+            if dead:
+                self._set(ProcessState.FAILED)
+                why = ", ".join(f"{d.label} {d.outcome()}" for d in dead)
+                self.event(f"not starting: {why}; it will not restart", error=True)
+                return False
+            if not done:
+                still = ", ".join(f"{d.label} ({d.state})" for d in deps)
+                self.event(f"still waiting for {still}")
 
     async def _resolve(self) -> tuple[str, dict[str, str]]:
         """The command and environment with runtime variables substituted (and ``$$``
@@ -675,6 +710,7 @@ class Supervisor:
     async def _start(self, process: ManagedProcess) -> None:
         await self._await_dependency_arrival(process)
         await process.lifecycle()
+        process.ended.set()
 
     async def _await_dependency_arrival(self, process: ManagedProcess) -> None:
         """Wait until every dependency has been handed to the supervisor (reloaders start
