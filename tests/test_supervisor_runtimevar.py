@@ -74,12 +74,20 @@ async def test_change_restarts_with_the_new_value(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_process_waits_for_a_first_value(tmp_path: Path) -> None:
     sup, hub = _supervisor(tmp_path)
+    messages: list[str] = []
+    hub.on_error = lambda name, message: messages.append(message)
     try:
         async with supervising("r", _greeter(tmp_path), supervisor=sup) as (_, out, _task):
             assert isinstance(out, CapturedOutput)
             process = sup.processes[ProcessRef("r", "greeter")]
             await async_wait_until(lambda: "waiting for a value of runtime variable" in out.text)
             assert process.state == ProcessState.WAITING and process.pid is None
+            # The missing file is reported as such, with no "last good value" to keep.
+            await async_wait_until(lambda: messages)
+            assert "does not exist" in messages[0]
+            assert messages[0].endswith(
+                "(the processes that use it wait until it has a good value)"
+            )
             (tmp_path / "greeting.txt").write_text("late")
             await async_wait_until(lambda: out.exact("greeter", "GOT=late") == 1)
     finally:
@@ -91,13 +99,15 @@ async def test_bad_value_keeps_the_last_good_one_without_restart(tmp_path: Path)
     (tmp_path / "greeting.txt").write_text('{"v": 1}')
     sup, hub = _supervisor(tmp_path, decoder="jsonmap")
     reported: list[str] = []
-    hub.on_error = lambda name, message: reported.append(name)
+    messages: list[str] = []
+    hub.on_error = lambda name, message: (reported.append(name), messages.append(message))
     try:
         async with supervising("r", _greeter(tmp_path), supervisor=sup) as (_, out, _task):
             assert isinstance(out, CapturedOutput)
             await async_wait_until(lambda: out.exact("greeter", 'GOT={"v":1}') == 1)
             write_atomic(tmp_path / "greeting.txt", "{not json")
             await async_wait_until(lambda: reported == ["greeting"])
+            assert messages[0].endswith("(keeping its last good value)")
             assert await stays_false(lambda: out.count("greeter", "GOT=") > 1, 0.5)
             write_atomic(tmp_path / "greeting.txt", '{"v": 2}')
             await async_wait_until(lambda: out.exact("greeter", 'GOT={"v":2}') == 1)

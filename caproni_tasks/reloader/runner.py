@@ -152,7 +152,7 @@ async def run_session(
         config.runtimevars,
         on_error=lambda name, message: output.event(
             SUPERVISOR_LABEL,
-            f"runtime variable {name}: {message} (keeping its last good value)",
+            f"runtime variable {name}: {message}",
             error=True,
         ),
     )

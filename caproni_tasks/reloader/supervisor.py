@@ -163,7 +163,9 @@ class ManagedProcess:
             self._change.set()
 
     def _files_changed(self, paths: list[str]) -> None:
-        shown = os.path.relpath(paths[0], self.spec.directory)
+        # Name a file rather than the directory created for it (``mkdir -p a/b; touch a/b/f``).
+        first = next((p for p in paths if not os.path.isdir(p)), paths[0])
+        shown = os.path.relpath(first, self.spec.directory)
         more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
         self.request_restart(f"{shown}{more} changed")
 

@@ -46,7 +46,7 @@ class _Slot:
 
 class VariableHub:
     """Opens variables on first use; ``on_error(name, message)`` hears about bad states
-    (the last good value stays in use)."""
+    (the last good value stays in use; the message says so, or that there is none yet)."""
 
     def __init__(
         self,
@@ -93,7 +93,12 @@ class VariableHub:
         if message != slot.last_error:
             slot.last_error = message
             if self.on_error is not None:
-                self.on_error(name, message)
+                what_now = (
+                    "keeping its last good value"
+                    if slot.text is not None
+                    else "the processes that use it wait until it has a good value"
+                )
+                self.on_error(name, f"{message} ({what_now})")
 
     async def _follow(self, name: str, slot: _Slot) -> None:
         from caproni_tasks.runtimevar import VariableError, open_variable
