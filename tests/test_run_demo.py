@@ -75,3 +75,21 @@ def test_demo_runs_and_reloads(tmp_path: Path, subprocess_env: dict[str, str]) -
         proc.send_signal(signal.SIGINT)
         code = proc.wait(30)
     assert code == 0, text()
+
+
+def test_demo_server_on_a_busy_port_says_so(tmp_path: Path) -> None:
+    """Another program on the demo's port: a one-line reason and what to do, no traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, str(DEMO / "src" / "server.py"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert f"replace every {port} in caproni.yaml" in result.stderr

@@ -155,3 +155,18 @@ async def test_a_one_shot_dependency_that_exited_0_lets_its_dependants_start(
     async with supervising("r", [job, app]) as (sup, out, _):
         await async_wait_until(lambda: out.exact("app", "app-up") == 1)
         assert sup.processes[ProcessRef("r", "migrate")].state == ProcessState.EXITED
+
+
+async def test_a_busy_port_is_reported_once_before_start(tmp_path: Path) -> None:
+    """Another program already on the checked port: the readiness check would pass for
+    it, so the supervisor says so (once per streak, not at every crash restart)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        check = ReadyCheck(http=f"http://localhost:{port}/health")
+        crashing = spec("srv", "echo srv-run; exit 1", tmp_path, max_restarts=2, ready=check)
+        async with supervising("r", [crashing]) as (_sup, out, task):
+            await async_wait_until(task.done)
+            assert out.count("srv", "srv-run") == 3
+            assert out.count("srv", f"port {port} is already in use by another program") == 1

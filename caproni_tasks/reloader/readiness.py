@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from caproni_tasks.config.model import ReadyCheck
 
-__all__ = ["LogMatcher", "describe", "http_ok", "tcp_open", "wait_ready"]
+__all__ = [
+    "LogMatcher",
+    "describe",
+    "http_ok",
+    "local_port",
+    "port_in_use",
+    "tcp_open",
+    "wait_ready",
+]
 
 POLL_INTERVAL = 0.1
 
@@ -22,6 +30,33 @@ def describe(check: ReadyCheck) -> str:
     if check.http is not None:
         return f"http {check.http}"
     return f"log /{check.log}/"
+
+
+def local_port(check: ReadyCheck) -> int | None:
+    """The port of this machine that the check polls (None for a log check or a remote
+    URL): something else listening there would pass the check for the process."""
+    if check.tcp is not None:
+        return check.tcp
+    if check.http is not None:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(check.http)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return None
+        if (parts.hostname or "").lower() in ("localhost", "127.0.0.1", "::1"):
+            return port
+    return None
+
+
+async def port_in_use(check: ReadyCheck) -> int | None:
+    """The check's local port when it already accepts connections (before the process
+    started), else None."""
+    port = local_port(check)
+    if port is not None and await tcp_open(port, timeout=0.5):
+        return port
+    return None
 
 
 async def tcp_open(port: int, *, timeout: float = 1.0) -> bool:

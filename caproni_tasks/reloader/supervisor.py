@@ -32,7 +32,7 @@ from caproni_tasks.reloader import proctree
 from caproni_tasks.reloader.aio import cancel_and_wait, wait_timeout
 from caproni_tasks.reloader.backoff import Backoff, BackoffPolicy
 from caproni_tasks.reloader.output import LineAssembler, Output
-from caproni_tasks.reloader.readiness import LogMatcher, describe, wait_ready
+from caproni_tasks.reloader.readiness import LogMatcher, describe, port_in_use, wait_ready
 
 if TYPE_CHECKING:
     from caproni_tasks.reloader.variables import VariableHub
@@ -149,6 +149,7 @@ class ManagedProcess:
         #: True once the current run's group is known to be empty: its number may then
         #: be reused by an unrelated process group, which must never be signalled.
         self._group_gone = True
+        self._port_warned = False
 
     # -- triggers -----------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class ManagedProcess:
             if not await self._wait_dependencies():
                 return
             command, env = await self._resolve()
+            await self._warn_if_port_taken()
             self._change.clear()
             try:
                 await self._spawn(command, env)
@@ -307,6 +309,22 @@ class ManagedProcess:
             if not done:
                 still = ", ".join(f"{d.label} ({d.state})" for d in deps)
                 self.event(f"still waiting for {still}")
+
+    async def _warn_if_port_taken(self) -> None:
+        """A port that is busy before the process starts is another program's (a copy
+        left running elsewhere): the readiness check would pass for it, and the process
+        would probably fail to listen. Say so, once while it lasts."""
+        if self.spec.ready is None:
+            return
+        port = await port_in_use(self.spec.ready)
+        if port is not None and not self._port_warned:
+            self.event(
+                f"port {port} is already in use by another program (stop it, or use another "
+                "port): this process may fail to listen, and its readiness check may pass "
+                "for that program",
+                error=True,
+            )
+        self._port_warned = port is not None
 
     async def _resolve(self) -> tuple[str, dict[str, str]]:
         """The command and environment with runtime variables substituted (and ``$$``

@@ -29,7 +29,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    except OSError as exc:
+        # Most likely the port is taken: say which and what to do, not a traceback.
+        sys.exit(
+            f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}; stop the "
+            f"program using port {args.port} or replace every {args.port} in caproni.yaml"
+        )
     # Stop promptly on the supervisor's SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"serving {GREETING!r} on http://127.0.0.1:{args.port}/")
