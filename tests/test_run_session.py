@@ -342,3 +342,48 @@ def test_run_ends_with_a_summary_when_everything_failed(session: Session) -> Non
     assert "not starting: api failed (exit 127 (command not found))" in out
     assert "every process has ended and none can restart: api failed" in out
     assert "web-up" not in out
+
+
+def test_interrupt_while_waiting_for_readiness_leaves_nothing(session: Session) -> None:
+    """Ctrl-C during startup: the server's readiness never comes and its dependant still
+    waits; the session stops at once, grandchild included, and removes its state."""
+    (session.project / "caproni.yaml").write_text(
+        "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
+        "        server:\n"
+        "          command: sleep 300 & echo $$! > gc.pid; echo server-up; exec sleep 300\n"
+        "          ready: {tcp: 1}\n"
+        "        client:\n          command: echo client-up; exec sleep 300\n"
+        "          depends_on: [server]\n"
+    )
+    proc = session.start()
+    wait_until(lambda: "waiting for server to be ready" in session.output, 30)
+    grandchild = wait_until(lambda: read_pid(session.project / "gc.pid"), 30)
+    server = wait_until(lambda: session.processes().get("server", {}).get("pid"), 30)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0, session.output
+    assert not pid_alive(server) and not pid_alive(grandchild)
+    assert "client-up" not in session.output
+    assert session.status()["session"]["state"] == "none"
+
+
+def test_config_option_points_at_a_file_elsewhere(session: Session, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "dev.yaml").write_text(
+        "version: 2\nreloaders:\n  once:\n    type: process\n    process:\n      processes:\n"
+        "        job:\n          command: pwd\n"
+    )
+    (other / "dev.local.yaml").write_text(
+        "reloaders:\n  once:\n    process:\n      processes:\n"
+        "        job:\n          command: echo from-the-overlay; pwd\n"
+    )
+    validated = session.invoke("validate", "--config", str(other / "dev.yaml"))
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    result = session.invoke("run", "--config", str(other / "dev.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Processes run beside the config they come from, with its overlay applied.
+    assert "from-the-overlay" in result.stdout
+    assert f"| {other}\n" in result.stdout
+    missing = session.invoke("run", "--config", str(other / "nope.yaml"))
+    assert missing.returncode == 2
+    assert "no such config file" in missing.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,43 @@ async def test_change_restarts_a_failed_process(tmp_path: Path) -> None:
         flag.write_text("")
         await async_wait_until(lambda: out.exact("app", "healthy") == 1)
         assert process.state == "ready"
+
+
+@pytest.mark.anyio
+async def test_late_directory_bursts_and_editor_saves_restart_once_each(tmp_path: Path) -> None:
+    """The watched tree does not exist at start; then: a nested file in it, a burst of 50
+    writes, and a vim-style save (probe file, backup rename, new file, backup removed)
+    each restart exactly once."""
+    specs = [spec("app", _server(tmp_path), tmp_path, watch=("lib/**/*.py",), stop_timeout=5)]
+    async with supervising("r", specs) as (sup, out, _):
+        process = sup.processes[ProcessRef("r", "app")]
+        await async_wait_until(lambda: out.exact("app", "RUN") == 1)
+        await sup.wait_watching()
+
+        async def restarted_once(expected: int) -> None:
+            await async_wait_until(lambda: out.exact("app", "RUN") == expected)
+            assert await stays_false(lambda: out.exact("app", "RUN") > expected, 0.5)
+            assert process.restarts == expected - 1
+
+        deep = tmp_path / "lib" / "pkg" / "sub"
+        deep.mkdir(parents=True)
+        (deep / "mod.py").write_text("v1\n")
+        await restarted_once(2)
+        assert out.count("app", "lib/pkg/sub/mod.py") == 1
+
+        await sup.wait_watching()
+        target = deep / "mod.py"
+        with target.open("a") as handle:
+            for i in range(50):
+                handle.write(f"line {i}\n")
+                handle.flush()
+        await restarted_once(3)
+
+        await sup.wait_watching()
+        (deep / "4913").write_text("")
+        (deep / "4913").unlink()
+        (deep / ".mod.py.swp").write_text("swap")
+        os.rename(target, deep / "mod.py~")
+        target.write_text("v3\n")
+        (deep / "mod.py~").unlink()
+        await restarted_once(4)
