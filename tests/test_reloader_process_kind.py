@@ -70,7 +70,12 @@ def test_status_missing_executable_is_not_ready_and_present_is_ready(tmp_path: P
 
 
 def test_status_failed_when_the_running_session_says_so(tmp_path: Path) -> None:
-    config = _config(tmp_path, tmp_path, ProcessSpec("web", "true", tmp_path))
+    config = _config(
+        tmp_path,
+        tmp_path,
+        ProcessSpec("web", "true", tmp_path),
+        ProcessSpec("worker", "true", tmp_path),
+    )
     from caproni_tasks.reloader.session import current_start_ticks
 
     record = SessionRecord(
@@ -78,12 +83,19 @@ def test_status_failed_when_the_running_session_says_so(tmp_path: Path) -> None:
         supervisor_pid=os.getpid(),  # "running": this very process
         supervisor_start=current_start_ticks(),
         started_at=0.0,
-        processes=[ProcessRecord(reloader="app", name="web", state="failed", restarts=10)],
+        processes=[
+            ProcessRecord(reloader="app", name="web", state="failed", restarts=10, started_at=1.0),
+            # Never started: it gave up because what it depends on failed.
+            ProcessRecord(reloader="app", name="worker", state="failed"),
+        ],
     )
     write_session(session_file(config.path), record)
     status = new_manager("process").status(config.reloaders["app"], config)
     assert status.state is State.FAILED
-    assert "web exhausted its restarts" in status.message
+    assert status.reasons == (
+        "web exhausted its restarts",
+        "worker did not start: a dependency failed",
+    )
     # The same record from a supervisor that is gone does not count.
     record.supervisor_pid = 2**22 + 12345
     write_session(session_file(config.path), record)

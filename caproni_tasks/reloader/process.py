@@ -166,7 +166,7 @@ class ProcessManager:
             return Status(State.NOT_READY, tuple(reasons))
         failed = self._failed_in_session(reloader, config)
         if failed:
-            return Status(State.FAILED, tuple(f"{name} exhausted its restarts" for name in failed))
+            return Status(State.FAILED, tuple(failed))
         return Status(State.READY)
 
     @staticmethod
@@ -182,13 +182,18 @@ class ProcessManager:
 
     @staticmethod
     def _failed_in_session(reloader: ReloaderSpec, config: CaproniConfig) -> list[str]:
+        """Why processes of the running session are `failed`, one line each."""
         from caproni_tasks.reloader.session import read_session
 
         session = read_session(config.path)
         if session is None or not session.alive:
             return []
         return [
-            p.name for p in session.processes if p.reloader == reloader.name and p.state == "failed"
+            f"{p.name} exhausted its restarts"
+            if p.started_at is not None
+            else f"{p.name} did not start: a dependency failed"
+            for p in session.processes
+            if p.reloader == reloader.name and p.state == "failed"
         ]
 
     def validate(self, reloader: ReloaderSpec, config: CaproniConfig) -> list[Diagnostic]:
