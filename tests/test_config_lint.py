@@ -100,3 +100,20 @@ def test_a_caproni_file_lints_with_only_the_unavailable_cluster_kinds() -> None:
         assert f"the {kind} kind" in error.message
         assert "not available in this release; known kinds: process" in error.message
     assert [d.code for d in found if d.severity is not Severity.ERROR] == ["ignored-section"]
+
+
+def test_runtime_variable_urls_that_cannot_open_are_errors(tmp_path: Path) -> None:
+    """Their processes would wait for a value forever: lint and validate say why."""
+    path = tmp_path / "caproni.yaml"
+    path.write_text(
+        "version: 2\nruntimevars:\n  A: nope://x\n  B: file://./b.txt?decoder=wat\n"
+        "  C: file://./c.txt?decoder=json\nreloaders: {}\n"
+    )
+    found = lint_config_file(path)
+    assert [(d.line, d.column, d.code) for d in found] == [
+        (3, 3, "runtimevar-url"),
+        (4, 3, "runtimevar-url"),
+    ]
+    assert 'no opener for scheme "nope" (known: file)' in found[0].message
+    assert 'unsupported decoder "wat" (known: ' in found[1].message
+    assert not (tmp_path / "b.txt").exists()  # nothing opened or created

@@ -17,8 +17,8 @@ __all__ = ["validate_reloaders"]
 
 def validate_reloaders(config: CaproniConfig, only: Collection[str] = ()) -> list[Diagnostic]:
     """Diagnostics of each reloader's `Manager.validate` (of the reloaders named in
-    ``only``, when given), sorted by place; a kind that is not installed is one
-    diagnostic at the reloader, not an exception."""
+    ``only``, when given) and of the runtime variable URLs, sorted by place; a kind
+    that is not installed is one diagnostic at the reloader, not an exception."""
     found: list[Diagnostic] = []
     for reloader in config.reloaders.values():
         if only and reloader.name not in only:
@@ -35,4 +35,35 @@ def validate_reloaders(config: CaproniConfig, only: Collection[str] = ()) -> lis
             found.append(Diagnostic.error(file, line, column, "reloader-type", str(exc)))
             continue
         found.extend(manager.validate(reloader, config))
+    found.extend(_check_runtimevars(config))
     return sorted(set(found), key=lambda d: (d.file, d.line, d.column, d.code, d.message))
+
+
+def _check_runtimevars(config: CaproniConfig) -> list[Diagnostic]:
+    """A runtime variable URL that cannot open would leave its processes waiting for a
+    value forever: report its scheme and decoder now, without opening anything."""
+    from caproni_tasks.runtimevar import VariableError
+    from caproni_tasks.runtimevar.decoders import decoder_by_name, decoder_names
+    from caproni_tasks.runtimevar.urls import parse_variable_url, schemes
+
+    found: list[Diagnostic] = []
+    for spec in config.runtimevars.values():
+        at = spec.location
+        file, line, column = (at.file, at.line, at.column) if at else (str(config.path), 0, 0)
+        try:
+            url = parse_variable_url(spec.url, base_dir=spec.base_dir)
+            if url.scheme not in schemes():
+                known = ", ".join(schemes())
+                raise url.error(f'no opener for scheme "{url.scheme}" (known: {known})')
+            for name in url.query.get("decoder", []):
+                try:
+                    decoder_by_name(name)
+                except VariableError:
+                    raise url.error(
+                        f'unsupported decoder "{name}" (known: {", ".join(decoder_names())})'
+                    ) from None
+        except VariableError as exc:
+            found.append(
+                Diagnostic.error(file, line, column, "runtimevar-url", f"{spec.name}: {exc}")
+            )
+    return found
