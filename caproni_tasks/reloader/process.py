@@ -14,9 +14,10 @@ from caproni_tasks.config.model import ProcessSettings, ProcessSpec
 from caproni_tasks.diagnostics import Diagnostic
 from caproni_tasks.reloader.contract import RunFailedError, State, Status, StatusFailedError
 from caproni_tasks.reloader.registry import register
+from caproni_tasks.reloader.validation import place
 
 if TYPE_CHECKING:
-    from caproni_tasks.config.model import CaproniConfig, Location, ReloaderSpec
+    from caproni_tasks.config.model import CaproniConfig, ReloaderSpec
     from caproni_tasks.reloader.supervisor import Supervisor
 
 __all__ = ["ProcessManager", "command_executable"]
@@ -114,13 +115,6 @@ def _settings(reloader: ReloaderSpec) -> ProcessSettings | None:
     return reloader.settings if isinstance(reloader.settings, ProcessSettings) else None
 
 
-def _where(config: CaproniConfig, *locations: Location | None) -> tuple[str, int, int]:
-    for location in locations:
-        if location is not None:
-            return location.file, location.line, location.column
-    return str(config.path), 0, 0
-
-
 class ProcessManager:
     """The `Manager` of kind ``process``."""
 
@@ -199,7 +193,7 @@ class ProcessManager:
     def validate(self, reloader: ReloaderSpec, config: CaproniConfig) -> list[Diagnostic]:
         from caproni_tasks.reloader.proctree import signal_number
 
-        file, line, column = _where(config, reloader.location)
+        file, line, column = place(config, reloader.location)
         settings = _settings(reloader)
         if settings is None:
             return [
@@ -225,7 +219,7 @@ class ProcessManager:
             )
         cloned = reloader.directory.is_dir()
         for spec in settings.processes:
-            at = _where(config, spec.location, reloader.location)
+            at = place(config, spec.location, reloader.location)
             try:
                 signal_number(spec.stop_signal)
             except ValueError:

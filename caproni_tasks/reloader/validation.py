@@ -10,9 +10,17 @@ from caproni_tasks.reloader.contract import ReloaderError
 from caproni_tasks.reloader.registry import new_manager
 
 if TYPE_CHECKING:
-    from caproni_tasks.config.model import CaproniConfig
+    from caproni_tasks.config.model import CaproniConfig, Location
 
-__all__ = ["validate_reloaders"]
+__all__ = ["place", "validate_reloaders"]
+
+
+def place(config: CaproniConfig, *locations: Location | None) -> tuple[str, int, int]:
+    """File, line and column of the first known location, else the config file itself."""
+    for location in locations:
+        if location is not None:
+            return location.file, location.line, location.column
+    return str(config.path), 0, 0
 
 
 def validate_reloaders(config: CaproniConfig, only: Collection[str] = ()) -> list[Diagnostic]:
@@ -23,12 +31,7 @@ def validate_reloaders(config: CaproniConfig, only: Collection[str] = ()) -> lis
     for reloader in config.reloaders.values():
         if only and reloader.name not in only:
             continue
-        location = reloader.location
-        file, line, column = (
-            (location.file, location.line, location.column)
-            if location
-            else (str(config.path), 0, 0)
-        )
+        file, line, column = place(config, reloader.location)
         try:
             manager = new_manager(reloader.type)
         except ReloaderError as exc:
@@ -48,8 +51,7 @@ def _check_runtimevars(config: CaproniConfig) -> list[Diagnostic]:
 
     found: list[Diagnostic] = []
     for spec in config.runtimevars.values():
-        at = spec.location
-        file, line, column = (at.file, at.line, at.column) if at else (str(config.path), 0, 0)
+        file, line, column = place(config, spec.location)
         try:
             url = parse_variable_url(spec.url, base_dir=spec.base_dir)
             if url.scheme not in schemes():
