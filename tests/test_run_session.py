@@ -308,11 +308,14 @@ def test_run_only_is_not_blocked_by_a_cluster_reloader_left_out(session: Session
     """A real Caproni file has mirror/skaffold reloaders this release cannot run: `--only`
     runs the process reloaders anyway; without it, run refuses and says why."""
     (session.project / "caproni.yaml").write_text(
-        "version: 2\nreloaders:\n"
+        "version: 2\ncluster: {name: dev}\nreloaders:\n"
         "  web:\n    type: mirror\n    mirror:\n"
         "      target: {namespace: default, kubernetes_type: deployment, name: web}\n"
+        "  db:\n    type: process\n    process:\n      processes:\n"
+        "        main: {command: sleep 300}\n        replica: {command: sleep 300}\n"
         "  once:\n    type: process\n    process:\n      processes:\n"
         "        job:\n          command: echo job-done\n"
+        "          depends_on: [db]\n"
     )
     refused = session.invoke("run")
     assert refused.returncode == 1
@@ -323,6 +326,11 @@ def test_run_only_is_not_blocked_by_a_cluster_reloader_left_out(session: Session
     result = session.invoke("run", "--only", "once")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "job-done" in result.stdout
+    everything = result.stdout + result.stderr
+    assert everything.count("notice: ignoring 'cluster'") == 1  # one notice, not two
+    # Dependencies left out by --only: one line naming them all.
+    assert everything.count("not part of this session") == 1
+    assert "depends on db.main, db.replica, which are not part of this session" in everything
 
 
 def test_run_ends_with_a_summary_when_everything_failed(session: Session) -> None:

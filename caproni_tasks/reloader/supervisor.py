@@ -735,14 +735,20 @@ class Supervisor:
     async def _await_dependency_arrival(self, process: ManagedProcess) -> None:
         """Wait until every dependency has been handed to the supervisor (reloaders start
         concurrently); dependencies that are not part of this session are ignored."""
+        outside: list[str] = []
         for ref in process.spec.depends_on:
             known = ref in self.processes or (
                 self.session is not None and ref.reloader in self.session
             )
             if not known:
-                process.event(f"depends on {ref}, which is not part of this session; not waiting")
+                outside.append(str(ref))
                 continue
             await self._arrived.setdefault(ref, asyncio.Event()).wait()
+        if outside:
+            which = "which is" if len(outside) == 1 else "which are"
+            process.event(
+                f"depends on {', '.join(outside)}, {which} not part of this session; not waiting"
+            )
 
     async def wait_watching(self, timeout: float = 5.0) -> None:
         """Wait until all file watchers are live (tests and benchmarks)."""

@@ -85,8 +85,6 @@ def run(c: Context, only: list[str] | None = None, config: str | None = None) ->
         select_reloaders(loaded, names)
     except RunFailedError as exc:
         fail(str(exc), 2)
-    for notice in loaded.notices:
-        print(f"{path}: notice: {notice}", file=sys.stderr)
     if not loaded.reloaders:
         fail(f"{path}: no reloaders to run", 1)
     _tools_on_path(c)
