@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,25 @@ __all__ = ["anyio_backend"]
 )
 def test_glob_semantics(pattern: str, path: str, matches: bool) -> None:
     assert bool(glob_regex(pattern).fullmatch(path)) is matches
+
+
+@pytest.mark.anyio
+async def test_a_watched_tree_deleted_and_created_again_is_still_watched(tmp_path: Path) -> None:
+    """`git checkout` of a branch without the tree, then back: the watcher moves to the
+    nearest existing directory instead of going silent with its deleted root."""
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    specs = [spec("app", _server(tmp_path), tmp_path, watch=("src/a/**/*.py",))]
+    async with supervising("r", specs) as (sup, out, _):
+        await async_wait_until(lambda: out.exact("app", "RUN") == 1)
+        await sup.wait_watching()
+        assert sup.watch_hub.roots == [tmp_path / "src" / "a"]
+        shutil.rmtree(tmp_path / "src")
+        await async_wait_until(lambda: sup.watch_hub.roots == [tmp_path])
+        await sup.wait_watching()
+        (tmp_path / "src" / "a" / "deep").mkdir(parents=True)
+        (tmp_path / "src" / "a" / "deep" / "mod.py").write_text("x")
+        await async_wait_until(lambda: out.exact("app", "RUN") == 2)
+        assert await stays_false(lambda: out.exact("app", "RUN") > 2, 0.5)
 
 
 def test_watch_roots_are_directories_nearest_existing_and_folded(tmp_path: Path) -> None:

@@ -16,7 +16,14 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
-__all__ = ["DEFAULT_IGNORES", "PathMatcher", "glob_regex", "watch_roots"]
+__all__ = [
+    "DEFAULT_IGNORES",
+    "PathMatcher",
+    "fold_roots",
+    "glob_regex",
+    "nearest_existing",
+    "watch_roots",
+]
 
 #: Always ignored: VCS internals, bytecode and editors' swap/backup files, which change
 #: on every save and would otherwise restart processes watching a whole tree.
@@ -116,12 +123,21 @@ def watch_roots(directory: Path, patterns: Iterable[str]) -> list[Path]:
             candidate = directory / prefix if prefix else directory
             if prefix == normal.rstrip("/") and not candidate.is_dir():
                 candidate = candidate.parent  # a literal file: watch its directory
-        while not candidate.is_dir() and candidate != candidate.parent:
-            candidate = candidate.parent
-        roots.add(candidate)
-    ordered = sorted(roots, key=lambda p: len(p.parts))
+        roots.add(nearest_existing(candidate))
+    return fold_roots(roots)
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` if it is a directory, else its nearest ancestor that is one."""
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def fold_roots(roots: Iterable[Path]) -> list[Path]:
+    """Roots without those inside another root (watching is recursive), shortest first."""
     kept: list[Path] = []
-    for root in ordered:
+    for root in sorted(set(roots), key=lambda p: len(p.parts)):
         if not any(root == k or k in root.parents for k in kept):
             kept.append(root)
     return kept

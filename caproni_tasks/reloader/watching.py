@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from caproni_tasks.reloader.aio import cancel_and_wait
-from caproni_tasks.reloader.globs import PathMatcher
+from caproni_tasks.reloader.globs import PathMatcher, fold_roots, nearest_existing
 
 __all__ = ["WatchHub", "Watcher"]
 
@@ -34,15 +34,6 @@ class Watcher:
     matcher: PathMatcher
     callback: ChangeCallback
     roots: list[Path] = field(default_factory=list)
-
-
-def fold_roots(roots: list[Path]) -> list[Path]:
-    """Roots without those inside another root (watching is recursive)."""
-    kept: list[Path] = []
-    for root in sorted(set(roots), key=lambda p: len(p.parts)):
-        if not any(root == k or k in root.parents for k in kept):
-            kept.append(root)
-    return kept
 
 
 class WatchHub:
@@ -63,6 +54,7 @@ class WatchHub:
         self.on_error = on_error
         self._watchers: list[Watcher] = []
         self._roots: list[Path] = []
+        self._root_names: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._live = asyncio.Event()
@@ -91,17 +83,31 @@ class WatchHub:
 
     def _apply(self) -> None:
         self._reconfigure = None
-        roots = fold_roots([r for w in self._watchers for r in w.roots])
+        roots = self._planned_roots()
         if roots == self._roots and self._task is not None and not self._task.done():
             self._live.set()
             return
         self._roots = roots
+        self._root_names = {str(root) for root in roots}
         self._halt()
         if roots:
             self._stop = asyncio.Event()
             self._task = asyncio.create_task(self._watch(roots, self._stop), name="watch files")
         else:
             self._live.set()
+
+    def _planned_roots(self) -> list[Path]:
+        """Each watcher's roots, or their nearest existing ancestors while they do not
+        exist (a tree deleted by ``git checkout`` and created again), never above the
+        watcher's own directory."""
+        found: list[Path] = []
+        for watcher in self._watchers:
+            top = watcher.matcher.directory
+            for root in watcher.roots:
+                existing = nearest_existing(root)
+                if existing == top or top in existing.parents:
+                    found.append(existing)
+        return fold_roots(found)
 
     def _halt(self) -> None:
         if self._stop is not None:
@@ -117,7 +123,9 @@ class WatchHub:
             await self._live.wait()
 
     def _accepts(self, path: str) -> bool:
-        return any(w.matcher.matches(path) for w in self._watchers)
+        # A root's own event (its deletion) is let through: the watcher must then move
+        # to an existing ancestor, or it would stay silent for good.
+        return path in self._root_names or any(w.matcher.matches(path) for w in self._watchers)
 
     async def _watch(self, roots: list[Path], stop: asyncio.Event) -> None:
         from watchfiles import awatch
@@ -147,6 +155,9 @@ class WatchHub:
                     except StopAsyncIteration:
                         return
                     self._dispatch([path for _change, path in batch])
+                    if not all(root.is_dir() for root in roots):
+                        self._schedule()  # re-plan from the directories that exist now
+                        return
                     next_batch = asyncio.ensure_future(iterator.__anext__())
             except asyncio.CancelledError:
                 raise
@@ -157,7 +168,7 @@ class WatchHub:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
                         await stop.wait()
-                roots = [_existing(r) for r in roots]
+                roots = [nearest_existing(r) for r in roots]
 
     def _dispatch(self, paths: list[str]) -> None:
         for watcher in list(self._watchers):
@@ -172,9 +183,3 @@ class WatchHub:
         task = self._task
         self._halt()
         await cancel_and_wait(task)
-
-
-def _existing(path: Path) -> Path:
-    while not path.is_dir() and path != path.parent:
-        path = path.parent
-    return path
