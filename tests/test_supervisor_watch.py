@@ -194,3 +194,31 @@ async def test_late_directory_bursts_and_editor_saves_restart_once_each(tmp_path
         target.write_text("v3\n")
         (deep / "mod.py~").unlink()
         await restarted_once(4)
+
+
+@pytest.mark.anyio
+async def test_files_in_a_new_directory_count_even_without_their_own_events(
+    tmp_path: Path,
+) -> None:
+    """`mkdir -p a/b && echo > a/b/f.py` can finish before the kernel watch on the new
+    directory exists, leaving only the directory's own event: its contents are looked at."""
+    from caproni_tasks.reloader.watching import WatchHub
+
+    hub = WatchHub()
+    seen: list[list[str]] = []
+    hub.add(PathMatcher(tmp_path, ["lib/**/*.py"], ["lib/skip/**"]), seen.append)
+    try:
+        new = tmp_path / "lib" / "pkg" / "sub"
+        new.mkdir(parents=True)
+        (new / "mod.py").write_text("x")
+        (new / "notes.txt").write_text("x")
+        (tmp_path / "lib" / "skip").mkdir()
+        (tmp_path / "lib" / "skip" / "gen.py").write_text("x")
+        lib = str(tmp_path / "lib")
+        assert hub._accepts(True, lib)  # a new directory where matches may be
+        assert not hub._accepts(False, lib)  # an existing one that changed: not news
+        assert not hub._accepts(True, str(tmp_path / "lib" / "skip"))  # ignored
+        hub._dispatch([lib], [lib])
+        assert seen == [[str(new / "mod.py")]]
+    finally:
+        await hub.close()

@@ -168,6 +168,11 @@ class PathMatcher:
             return None
         return PurePosixPath(*Path(path[len(self._prefix) :]).parts).as_posix()
 
+    def inside_and_kept(self, path: str) -> bool:
+        """Inside the directory and not ignored: a new directory here may hold matches."""
+        rel = self.relative(path)
+        return bool(rel) and not any(r.fullmatch(rel or "") for r in self._ignore)
+
     def matches(self, path: str) -> bool:
         rel = self.relative(path)
         if rel is None or not rel:

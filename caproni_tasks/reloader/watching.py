@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,19 +123,28 @@ class WatchHub:
         async with asyncio.timeout(timeout):
             await self._live.wait()
 
-    def _accepts(self, path: str) -> bool:
+    def _accepts(self, added: bool, path: str) -> bool:
         # A root's own event (its deletion) is let through: the watcher must then move
         # to an existing ancestor, or it would stay silent for good.
-        return path in self._root_names or any(w.matcher.matches(path) for w in self._watchers)
+        if path in self._root_names or any(w.matcher.matches(path) for w in self._watchers):
+            return True
+        # A new directory: files written into it before the kernel watch on it was in
+        # place raise no event of their own (``mkdir -p a/b && echo > a/b/f``); its
+        # contents are looked at in `_dispatch`.
+        return (
+            added
+            and any(w.matcher.inside_and_kept(path) for w in self._watchers)
+            and os.path.isdir(path)
+        )
 
     async def _watch(self, roots: list[Path], stop: asyncio.Event) -> None:
-        from watchfiles import awatch
+        from watchfiles import Change, awatch
 
         while not stop.is_set():
             try:
                 changes = awatch(
                     *roots,
-                    watch_filter=lambda _change, path: self._accepts(path),
+                    watch_filter=lambda change, path: self._accepts(change == Change.added, path),
                     step=self.step_ms,
                     debounce=self.debounce_ms,
                     stop_event=stop,
@@ -154,7 +164,10 @@ class WatchHub:
                         batch = await next_batch
                     except StopAsyncIteration:
                         return
-                    self._dispatch([path for _change, path in batch])
+                    self._dispatch(
+                        [path for _change, path in batch],
+                        [path for change, path in batch if change == Change.added],
+                    )
                     if not all(root.is_dir() for root in roots):
                         self._schedule()  # re-plan from the directories that exist now
                         return
@@ -170,7 +183,8 @@ class WatchHub:
                         await stop.wait()
                 roots = [nearest_existing(r) for r in roots]
 
-    def _dispatch(self, paths: list[str]) -> None:
+    def _dispatch(self, paths: list[str], added: list[str] | None = None) -> None:
+        paths = _with_new_directories_contents(paths, added or [])
         for watcher in list(self._watchers):
             matched = [p for p in paths if watcher.matcher.matches(p)]
             if matched:
@@ -183,3 +197,24 @@ class WatchHub:
         task = self._task
         self._halt()
         await cancel_and_wait(task)
+
+
+#: Entries looked at in the new directories of one batch, at most (a huge checkout).
+NEW_DIRECTORY_SCAN_LIMIT = 10_000
+
+
+def _with_new_directories_contents(paths: list[str], added: list[str]) -> list[str]:
+    """``paths`` plus the files inside the ``added`` paths that are directories (see
+    `WatchHub._accepts`), up to `NEW_DIRECTORY_SCAN_LIMIT` entries."""
+    directories = [p for p in added if os.path.isdir(p)]
+    if not directories:
+        return paths
+    found = list(paths)
+    budget = NEW_DIRECTORY_SCAN_LIMIT
+    for directory in directories:
+        for parent, _dirs, files in os.walk(directory):
+            budget -= len(files) + 1
+            found.extend(os.path.join(parent, name) for name in files)
+            if budget <= 0:
+                return found
+    return found
