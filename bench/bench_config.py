@@ -12,6 +12,7 @@ of each stage for the large file. The cache lives in a temporary XDG_CACHE_HOME.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -125,9 +126,9 @@ def main() -> None:
         header = f"{'config':32} {'lines':>6} {'cold median':>12} {'cold best':>10}"
         print(f"{header} {'warm median':>12} {'warm best':>10}   (ms)")
         for label, path in rows:
-            cold = measure(lambda p=path: load_config(p, cache=False), args.repeat)
+            cold = measure(functools.partial(load_config, path, cache=False), args.repeat)
             assert load_config(path) == load_config(path, cache=False)
-            warm = measure(lambda p=path: load_config(p), args.repeat)
+            warm = measure(functools.partial(load_config, path), args.repeat)
             count = len(path.read_text().splitlines())
             print(
                 f"{label:32} {count:6d} {cold[0] * 1e3:12.1f} {cold[1] * 1e3:10.1f}"

@@ -6,7 +6,7 @@ import io
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from invoke import Program
+from invoke.program import Program
 
 import caproni_tasks
 from caproni_tasks.diagnostics import Severity

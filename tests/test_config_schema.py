@@ -10,9 +10,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
-from invoke import Program
+from invoke.program import Program
 from strictyaml.ruamel import YAML
 
 import caproni_tasks

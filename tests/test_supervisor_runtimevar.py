@@ -100,7 +100,12 @@ async def test_bad_value_keeps_the_last_good_one_without_restart(tmp_path: Path)
     sup, hub = _supervisor(tmp_path, decoder="jsonmap")
     reported: list[str] = []
     messages: list[str] = []
-    hub.on_error = lambda name, message: (reported.append(name), messages.append(message))
+
+    def on_error(name: str, message: str) -> None:
+        reported.append(name)
+        messages.append(message)
+
+    hub.on_error = on_error
     try:
         async with supervising("r", _greeter(tmp_path), supervisor=sup) as (_, out, _task):
             assert isinstance(out, CapturedOutput)
