@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal
 import time
 from pathlib import Path
 
@@ -83,6 +84,24 @@ async def test_custom_stop_signal(tmp_path: Path) -> None:
     specs = [spec("polite", command, tmp_path, stop_signal="SIGINT", stop_timeout=5)]
     async with supervising("r", specs) as (_sup, out, _):
         await async_wait_until(lambda: out.exact("polite", "armed") == 1)
+    assert out.exact("polite", "got INT") == 1
+    assert "did not stop" not in out.text
+
+
+@pytest.mark.anyio
+async def test_stop_signal_reaches_a_child_when_we_were_started_ignoring_it(
+    tmp_path: Path,
+) -> None:
+    # A shell starts background jobs (`cmd &`, nohup) with SIGINT ignored, and an
+    # ignored disposition survives exec: the supervisor must hand children the default.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        command = "trap 'echo got INT; exit 0' INT; echo armed; while :; do sleep 0.05; done"
+        specs = [spec("polite", command, tmp_path, stop_signal="SIGINT", stop_timeout=5)]
+        async with supervising("r", specs) as (_sup, out, _):
+            await async_wait_until(lambda: out.exact("polite", "armed") == 1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert out.exact("polite", "got INT") == 1
     assert "did not stop" not in out.text
 

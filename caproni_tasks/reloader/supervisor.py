@@ -369,6 +369,7 @@ class ManagedProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_signal_reset_for_child(),
             )
         )
         try:
@@ -760,3 +761,25 @@ class Supervisor:
         if self._watch is not None:
             await self._watch.close()
             self._watch = None
+
+
+#: Signals a child must be able to receive even when we were started ignoring them.
+_INHERITED_IGNORES = (signal.SIGINT, signal.SIGQUIT)
+
+
+def _restore_default_dispositions() -> None:
+    for signum in _INHERITED_IGNORES:
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _signal_reset_for_child() -> Callable[[], None] | None:
+    """A pre-exec step that un-ignores SIGINT/SIGQUIT, only when we ignore them now.
+
+    An ignored disposition survives exec (handled ones are reset), and a shell puts
+    SIGINT/SIGQUIT to "ignore" for background jobs (``cmd &``, nohup): without the reset
+    a process with ``stop_signal: SIGINT`` would never see its stop signal. Normal runs
+    install handlers, so they keep the plain fork+exec path with no pre-exec code.
+    """
+    if any(signal.getsignal(signum) == signal.SIG_IGN for signum in _INHERITED_IGNORES):
+        return _restore_default_dispositions
+    return None
