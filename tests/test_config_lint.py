@@ -107,13 +107,19 @@ def test_runtime_variable_urls_that_cannot_open_are_errors(tmp_path: Path) -> No
     path = tmp_path / "caproni.yaml"
     path.write_text(
         "version: 2\nruntimevars:\n  A: nope://x\n  B: file://./b.txt?decoder=wat\n"
-        "  C: file://./c.txt?decoder=json\nreloaders: {}\n"
+        "  C: file://./c.txt?decoder=json\n  D: file://./d.txt?decoder=string&every=1s\n"
+        "  E: file://./e.txt?wait=soon\nreloaders: {}\n"
     )
     found = lint_config_file(path)
     assert [(d.line, d.column, d.code) for d in found] == [
         (3, 3, "runtimevar-url"),
         (4, 3, "runtimevar-url"),
+        (6, 3, "runtimevar-url"),
+        (7, 3, "runtimevar-url"),
     ]
-    assert 'no opener for scheme "nope" (known: file)' in found[0].message
-    assert 'unsupported decoder "wat" (known: ' in found[1].message
-    assert not (tmp_path / "b.txt").exists()  # nothing opened or created
+    assert 'no opener for scheme "nope" (known: ' in found[0].message
+    assert "file" in found[0].message.rpartition("known: ")[2]
+    assert 'unsupported decoder "wat"' in found[1].message
+    assert 'invalid query parameter "every"' in found[2].message
+    assert 'invalid wait "soon"' in found[3].message
+    assert not list(tmp_path.glob("*.txt"))  # nothing opened or created

@@ -18,6 +18,7 @@ from caproni_tasks.runtimevar import (
     Variable,
     VariableError,
     VariableURL,
+    check_variable_url,
     open_variable,
     parse_variable_url,
     register_opener,
@@ -150,6 +151,46 @@ def test_register_opener_for_another_scheme() -> None:
     register_opener("constant-test", open_constant, replace=True)
     with pytest.raises(ValueError, match="invalid URL scheme"):
         register_opener("1x", open_constant)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("file://./x?decoder=wat", 'unsupported decoder "wat"'),
+        ("file://./x?every=1s", 'invalid query parameter "every"'),
+        ("file://./x?wait=soon", 'invalid wait "soon"'),
+        ("file://host/x", "file URL host must be empty"),
+        ("nope://x", 'no opener for scheme "nope"'),
+    ],
+)
+def test_check_variable_url_reports_what_open_would(tmp_path: Path, url: str, message: str) -> None:
+    with pytest.raises(VariableError, match=message) as checked:
+        check_variable_url(url, base_dir=tmp_path)
+    with pytest.raises(VariableError) as opening:
+        open_variable(url, base_dir=tmp_path)
+    assert str(checked.value) == str(opening.value)
+    assert checked.value.code is ErrorCode.INVALID_ARGUMENT
+
+
+def test_check_variable_url_opens_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from caproni_tasks.runtimevar import urls
+
+    # A private copy of the registry, so this scheme does not leak into other tests.
+    monkeypatch.setattr(urls, "_OPENERS", dict(urls._OPENERS))
+    monkeypatch.setattr(urls, "_CHECKERS", dict(urls._CHECKERS))
+    check_variable_url("file://./missing/value.txt?decoder=string&wait=2s", base_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    calls: list[str] = []
+
+    def open_checked(url: VariableURL) -> Variable[Any]:
+        raise AssertionError("check must not open")
+
+    def check(url: VariableURL) -> None:
+        calls.append(url.path)
+
+    register_opener("checked-test", open_checked, replace=True, check=check)
+    check_variable_url("checked-test:///p")
+    assert calls == ["/p"]
 
 
 def test_parse_variable_url_fields(tmp_path: Path) -> None:

@@ -29,8 +29,10 @@ from caproni_tasks.runtimevar.durations import parse_duration
 from caproni_tasks.runtimevar.errors import ERR_CLOSED, ErrorCode, VariableError, error_code
 from caproni_tasks.runtimevar.filevar import DEFAULT_WAIT, open_file_variable
 from caproni_tasks.runtimevar.urls import (
+    Checker,
     Opener,
     VariableURL,
+    check_variable_url,
     open_variable,
     parse_variable_url,
     register_opener,
@@ -53,6 +55,7 @@ __all__ = [
     "STRING",
     "AsyncChanges",
     "Changes",
+    "Checker",
     "Decoder",
     "Driver",
     "ErrorCode",
@@ -62,6 +65,7 @@ __all__ = [
     "Variable",
     "VariableError",
     "VariableURL",
+    "check_variable_url",
     "decoder_by_name",
     "decoder_names",
     "error_code",

@@ -15,10 +15,13 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caproni_tasks.runtimevar.errors import ErrorCode, VariableError
 from caproni_tasks.runtimevar.variable import Variable
+
+if TYPE_CHECKING:
+    from caproni_tasks.runtimevar.decoders import Decoder
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
 _PREFIX = "runtimevar+"
@@ -40,8 +43,11 @@ class VariableURL:
 
 
 Opener = Callable[[VariableURL], Variable[Any]]
+#: Checks a URL's options without opening anything (for validation); raises VariableError.
+Checker = Callable[[VariableURL], object]
 
 _OPENERS: dict[str, Opener] = {}
+_CHECKERS: dict[str, Checker] = {}
 _LOCK = threading.Lock()
 
 
@@ -49,9 +55,12 @@ def url_error(url: str, message: str) -> VariableError:
     return VariableError(ErrorCode.INVALID_ARGUMENT, f"open variable {url}: {message}")
 
 
-def register_opener(scheme: str, opener: Opener, *, replace: bool = False) -> None:
+def register_opener(
+    scheme: str, opener: Opener, *, replace: bool = False, check: Checker | None = None
+) -> None:
     """Serve URLs of *scheme* (case-insensitive) with *opener*; a taken scheme is an error
-    unless *replace*."""
+    unless *replace*. *check*, if given, validates a URL's options without opening it,
+    so `check_variable_url` (config validation) can report them early."""
     if not _SCHEME.match(scheme):
         raise ValueError(f"invalid URL scheme {scheme!r}")
     key = scheme.lower()
@@ -59,6 +68,10 @@ def register_opener(scheme: str, opener: Opener, *, replace: bool = False) -> No
         if key in _OPENERS and not replace:
             raise ValueError(f"an opener for scheme {key!r} is already registered")
         _OPENERS[key] = opener
+        if check is None:
+            _CHECKERS.pop(key, None)
+        else:
+            _CHECKERS[key] = check
 
 
 def schemes() -> list[str]:
@@ -99,16 +112,34 @@ def parse_variable_url(url: str, *, base_dir: str | os.PathLike[str] | None = No
     )
 
 
+def _opener_for(parsed: VariableURL) -> tuple[Opener, Checker | None]:
+    with _LOCK:
+        opener = _OPENERS.get(parsed.scheme)
+        checker = _CHECKERS.get(parsed.scheme)
+        known = sorted(_OPENERS)
+    if opener is None:
+        raise parsed.error(f'no opener for scheme "{parsed.scheme}" (known: {", ".join(known)})')
+    return opener, checker
+
+
 def open_variable(url: str, *, base_dir: str | os.PathLike[str] | None = None) -> Variable[Any]:
     """Open the variable named by *url*; relative paths resolve against *base_dir*
     (default: the current directory)."""
     parsed = parse_variable_url(url, base_dir=base_dir)
-    with _LOCK:
-        opener = _OPENERS.get(parsed.scheme)
-        known = sorted(_OPENERS)
-    if opener is None:
-        raise parsed.error(f'no opener for scheme "{parsed.scheme}" (known: {", ".join(known)})')
+    opener, _ = _opener_for(parsed)
     return opener(parsed)
+
+
+def check_variable_url(url: str, *, base_dir: str | os.PathLike[str] | None = None) -> None:
+    """Raise the error `open_variable` would raise for a malformed *url*, opening nothing.
+
+    Covers the URL's shape and scheme, and the options of schemes registered with a
+    ``check`` (``file``: decoder, wait, unknown parameters, host and path).
+    """
+    parsed = parse_variable_url(url, base_dir=base_dir)
+    _, checker = _opener_for(parsed)
+    if checker is not None:
+        checker(parsed)
 
 
 def _single(url: VariableURL, key: str) -> str:
@@ -118,11 +149,20 @@ def _single(url: VariableURL, key: str) -> str:
     return values[0] if values else ""
 
 
-def open_file_url(url: VariableURL) -> Variable[Any]:
+@dataclass(frozen=True)
+class FileURLOptions:
+    """What a ``file`` URL asks for, checked."""
+
+    path: Path
+    decoder: Decoder[Any]
+    wait: float
+
+
+def parse_file_url(url: VariableURL) -> FileURLOptions:
     """The ``file`` scheme: ``file:///abs/path`` or ``file://./relative/path``."""
     from caproni_tasks.runtimevar.decoders import BYTES, decoder_by_name
     from caproni_tasks.runtimevar.durations import parse_duration
-    from caproni_tasks.runtimevar.filevar import DEFAULT_WAIT, open_file_variable
+    from caproni_tasks.runtimevar.filevar import DEFAULT_WAIT
 
     for key in url.query:
         if key not in ("decoder", "wait"):
@@ -147,7 +187,14 @@ def open_file_url(url: VariableURL) -> Variable[Any]:
     if not url.path or url.path == "/":
         raise url.error("missing file path")
     path = url.base_dir / url.path.lstrip("/") if url.host == "." else Path(url.path)
-    return open_file_variable(path, decoder, wait=wait)
+    return FileURLOptions(path, decoder, wait)
 
 
-register_opener("file", open_file_url)
+def open_file_url(url: VariableURL) -> Variable[Any]:
+    from caproni_tasks.runtimevar.filevar import open_file_variable
+
+    options = parse_file_url(url)
+    return open_file_variable(options.path, options.decoder, wait=options.wait)
+
+
+register_opener("file", open_file_url, check=parse_file_url)
