@@ -67,7 +67,7 @@ class ProcessState(StrEnum):
 class SupervisorOptions:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     #: Quiet time (ms) that ends a burst of file changes; low for fast reloads.
-    watch_step_ms: int = 7
+    watch_step_ms: int = 5
     #: Longest time (ms) a continuous burst of changes is collected before a restart.
     watch_debounce_ms: int = 1600
     force_polling: bool | None = None
