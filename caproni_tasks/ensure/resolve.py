@@ -80,28 +80,17 @@ def _expand_lines(
         subdir_line = file.subdir_lines.get(raw_subdir, 0)
         try:
             subdir = expand_template(raw_subdir, args)
+            validate_subdir(subdir)
         except TemplateSkipped:
             continue
-        except TemplateError as err:
+        except (TemplateError, ValidationError) as err:
             report(
                 ResolveError(
                     f"normalizing {go_quote(raw_subdir)}: {err}",
                     code="bad-subdir",
                     line=subdir_line,
                     subject=raw_subdir,
-                    offset=err.offset,
-                )
-            )
-            continue
-        try:
-            validate_subdir(subdir)
-        except ValidationError as err:
-            report(
-                ResolveError(
-                    f"normalizing {go_quote(raw_subdir)}: {err}",
-                    code="bad-subdir",
-                    line=subdir_line,
-                    subject=raw_subdir,
+                    offset=err.offset if isinstance(err, TemplateError) else 0,
                 )
             )
             continue
