@@ -28,7 +28,7 @@ from caproni_tasks.config.spec import (
 from caproni_tasks.config.yamldoc import Document, YamlPath, plain
 from caproni_tasks.diagnostics import Diagnostic
 
-__all__ = ["INVALID", "Checker", "unchecked"]
+__all__ = ["INVALID", "Checker"]
 
 #: Our scalar errors carry this as strictyaml "context"; the problem is the message.
 _OWN_MESSAGE = "\x00caproni"
@@ -57,12 +57,6 @@ def _validator_classes() -> dict[str, type]:
     from strictyaml.scalar import ScalarValidator
     from strictyaml.validators import Validator
 
-    class Unchecked(Validator):  # type: ignore[misc]
-        """Accepts anything: used to parse a file before validating it."""
-
-        def validate(self, chunk: Any) -> None:
-            return None
-
     class Deferred(Validator):  # type: ignore[misc]
         """Accepts anything and leaves a marker: validated on its own later."""
 
@@ -84,11 +78,7 @@ def _validator_classes() -> dict[str, type]:
                 chunk.expecting_but_found(_OWN_MESSAGE, str(exc))
                 raise  # unreachable: expecting_but_found raises
 
-    return {"Unchecked": Unchecked, "Deferred": Deferred, "SpecScalar": SpecScalar}
-
-
-def unchecked() -> Any:
-    return _validator_classes()["Unchecked"]()
+    return {"Deferred": Deferred, "SpecScalar": SpecScalar}
 
 
 #: id(node) → (node, validator); holding the node keeps its id from being reused.

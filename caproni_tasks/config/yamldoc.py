@@ -9,6 +9,7 @@ file, which line" for any path, so overlay mistakes point into the overlay.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,13 +31,27 @@ class ParsedFile:
     root: Any
 
 
+@functools.cache
+def _unchecked_class() -> type:
+    """A strictyaml validator that accepts anything: a file is parsed, then validated."""
+    from strictyaml.validators import Validator
+
+    class Unchecked(Validator):  # type: ignore[misc]
+        def validate(self, chunk: Any) -> None:
+            return None
+
+    return Unchecked
+
+
+def unchecked() -> Any:
+    return _unchecked_class()()
+
+
 def parse_yaml(text: str, name: str) -> tuple[ParsedFile | None, list[Diagnostic]]:
     """Parse without a schema; YAML syntax problems come back as diagnostics."""
     import strictyaml
     from strictyaml.ruamel.comments import CommentedMap
     from strictyaml.ruamel.error import MarkedYAMLError
-
-    from caproni_tasks.config.strict import unchecked
 
     try:
         loaded = strictyaml.dirty_load(text, unchecked(), label=name, allow_flow_style=True)

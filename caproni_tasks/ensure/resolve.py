@@ -8,7 +8,7 @@ and duplicates are gathered into one error.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from caproni_tasks.ensure.errors import (
@@ -19,7 +19,6 @@ from caproni_tasks.ensure.errors import (
     ValidationError,
     combine_errors,
 )
-from caproni_tasks.ensure.model import NOT_PARANOID, PARANOID_MODES, EnsureFile, ResolvedFile
 from caproni_tasks.ensure.quoting import go_quote
 from caproni_tasks.ensure.template import (
     TemplateError,
@@ -40,6 +39,13 @@ from caproni_tasks.ensure.validation import (
     validate_version,
     version_kind,
 )
+from caproni_tasks.ensure.values import (
+    NOT_PARANOID,
+    PARANOID_MODES,
+    Resolvable,
+    ResolvedFile,
+    Resolver,
+)
 
 __all__ = [
     "Resolver",
@@ -47,9 +53,6 @@ __all__ = [
     "resolve_file",
     "resolve_for_platforms",
 ]
-
-#: ``resolver(package, version) -> Pin``; raise any exception to report a failure.
-Resolver = Callable[[str, str], Pin]
 
 #: A lookup slower than this (seconds, on average) moves the rest onto threads.
 SLOW_LOOKUP_SECONDS = 0.002
@@ -62,7 +65,7 @@ _Line = tuple[str, str, str, int, bool]
 
 
 def _expand_lines(
-    file: EnsureFile, args: Mapping[str, str], problems: list[ResolveError] | None
+    file: Resolvable, args: Mapping[str, str], problems: list[ResolveError] | None
 ) -> list[_Line]:
     """Steps 3-4: expand subdirs and templates, check names and versions.
 
@@ -200,7 +203,7 @@ def _checked_pin(package: str, pin: Pin) -> Pin:
 
 
 def resolve_file(
-    file: EnsureFile,
+    file: Resolvable,
     resolver: Resolver,
     *,
     template_args: Mapping[str, str] | None = None,
@@ -267,14 +270,14 @@ def _duplicate(subdir: str, package: str, first: int, line: int) -> ResolveError
     )
 
 
-def verified_platforms(file: EnsureFile) -> list[tuple[str, str]]:
+def verified_platforms(file: Resolvable) -> list[tuple[str, str]]:
     """The file's distinct ``$VerifiedPlatform``s in order, or the host when it has none."""
     platforms = list(dict.fromkeys(file.verified_platforms))
     return platforms or [(host_os(), host_arch())]
 
 
 def resolve_for_platforms(
-    file: EnsureFile, resolver: Resolver, *, allow_duplicates: bool = False
+    file: Resolvable, resolver: Resolver, *, allow_duplicates: bool = False
 ) -> dict[tuple[str, str], ResolvedFile]:
     """Resolve for every ``$VerifiedPlatform`` (the host if none), each lookup once.
 
@@ -316,7 +319,7 @@ def resolve_for_platforms(
 
 
 def collect_problems(
-    file: EnsureFile, template_args: Mapping[str, str], *, allow_duplicates: bool = False
+    file: Resolvable, template_args: Mapping[str, str], *, allow_duplicates: bool = False
 ) -> list[ResolveError]:
     """Every expansion, name, version, subdir and duplicate problem for one platform.
 

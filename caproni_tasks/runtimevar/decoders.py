@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from caproni_tasks.runtimevar.errors import ErrorCode, VariableError, make_error
+from caproni_tasks.runtimevar.typed_json import converter_for, json_type_name, type_label
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -66,23 +67,6 @@ def strict_json(data: bytes) -> Any:
     return json.loads(data, parse_constant=_no_constant)
 
 
-def json_type_name(value: object) -> str:
-    """The JSON name of a decoded value's type, for error messages that omit the value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 #: The raw bytes; an empty file is the good value ``b""``.
 BYTES: Decoder[bytes] = Decoder("bytes", _identity)
 #: UTF-8 text; an empty file is the good value ``""``.
@@ -123,8 +107,6 @@ def register_decoder(name: str, decoder: Decoder[Any]) -> None:
 def json_decoder(target: Any, *, name: str | None = None) -> Decoder[Any]:
     """A decoder of JSON into *target*: a dataclass, ``list[SomeDataclass]``, ``dict[str, X]``,
     basic types and ``X | None``; field names and types are checked with clear messages."""
-    from caproni_tasks.runtimevar.typed_json import converter_for, type_label
-
     convert = converter_for(target)
 
     def decode(data: bytes) -> Any:

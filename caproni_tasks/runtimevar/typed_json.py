@@ -20,10 +20,21 @@ class JSONShapeError(ValueError):
     """JSON that parsed but does not have the shape of the target type."""
 
 
-def _describe(value: object) -> str:
-    from caproni_tasks.runtimevar.decoders import json_type_name
-
-    return json_type_name(value)
+def json_type_name(value: object) -> str:
+    """The JSON name of a decoded value's type, for error messages that omit the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def type_label(target: Any) -> str:
@@ -103,7 +114,7 @@ class _Builder:
                     reasons.append(str(exc))
             if len(reasons) == 1:
                 raise JSONShapeError(reasons[0])
-            raise JSONShapeError(f"{path}: {_describe(value)} matches none of {label}")
+            raise JSONShapeError(f"{path}: {json_type_name(value)} matches none of {label}")
 
         return convert
 
@@ -115,7 +126,7 @@ class _Builder:
         def convert(value: Any, path: str) -> Any:
             if not isinstance(value, dict):
                 raise JSONShapeError(
-                    f"{path}: expected an object ({cls.__name__}), got {_describe(value)}"
+                    f"{path}: expected an object ({cls.__name__}), got {json_type_name(value)}"
                 )
             unknown = sorted(set(value) - set(fields_cache))
             if unknown:
@@ -152,7 +163,7 @@ class _Builder:
 def _exact(kind: type, label: str) -> Converter:
     def convert(value: Any, path: str) -> Any:
         if type(value) is not kind:
-            raise JSONShapeError(f"{path}: expected {label}, got {_describe(value)}")
+            raise JSONShapeError(f"{path}: expected {label}, got {json_type_name(value)}")
         return value
 
     return convert
@@ -160,13 +171,13 @@ def _exact(kind: type, label: str) -> Converter:
 
 def _int(value: Any, path: str) -> Any:
     if type(value) is not int:
-        raise JSONShapeError(f"{path}: expected an integer, got {_describe(value)}")
+        raise JSONShapeError(f"{path}: expected an integer, got {json_type_name(value)}")
     return value
 
 
 def _float(value: Any, path: str) -> Any:
     if type(value) not in (int, float):
-        raise JSONShapeError(f"{path}: expected a number, got {_describe(value)}")
+        raise JSONShapeError(f"{path}: expected a number, got {json_type_name(value)}")
     return float(value)
 
 
@@ -184,7 +195,7 @@ def _literal(choices: tuple[Any, ...]) -> Converter:
 def _list(item: Converter) -> Converter:
     def convert(value: Any, path: str) -> Any:
         if not isinstance(value, list):
-            raise JSONShapeError(f"{path}: expected an array, got {_describe(value)}")
+            raise JSONShapeError(f"{path}: expected an array, got {json_type_name(value)}")
         return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
     return convert
@@ -193,7 +204,7 @@ def _list(item: Converter) -> Converter:
 def _fixed_tuple(items: list[Converter]) -> Converter:
     def convert(value: Any, path: str) -> Any:
         if not isinstance(value, list):
-            raise JSONShapeError(f"{path}: expected an array, got {_describe(value)}")
+            raise JSONShapeError(f"{path}: expected an array, got {json_type_name(value)}")
         if len(value) != len(items):
             raise JSONShapeError(f"{path}: expected {len(items)} items, got {len(value)}")
         return tuple(
@@ -206,7 +217,7 @@ def _fixed_tuple(items: list[Converter]) -> Converter:
 def _dict(item: Converter) -> Converter:
     def convert(value: Any, path: str) -> Any:
         if not isinstance(value, dict):
-            raise JSONShapeError(f"{path}: expected an object, got {_describe(value)}")
+            raise JSONShapeError(f"{path}: expected an object, got {json_type_name(value)}")
         return {k: item(v, f"{path}.{k}") for k, v in value.items()}
 
     return convert
