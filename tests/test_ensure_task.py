@@ -53,10 +53,23 @@ def invoke(
     )
 
 
-def spawn(project: Path, env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
+PAUSING_INVOKE = Path(__file__).with_name("pausing_invoke.py")
+
+
+def spawn(
+    project: Path,
+    env: dict[str, str],
+    *args: str,
+    log: Path,
+    pause: tuple[str, Path] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start invoke; with ``pause=(point, marker)`` it stops at that installer checkpoint."""
+    command = [sys.executable, "-m", "invoke", *args]
+    if pause is not None:
+        command = [sys.executable, str(PAUSING_INVOKE), pause[0], str(pause[1]), *args]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "invoke", *args],
+            command,
             cwd=project,
             env=env,
             stdout=out,
@@ -311,7 +324,7 @@ def test_broken_packages_fail_cleanly(
     assert tree(project / ".tools") == {}
 
 
-POINTS = ["download", "extract", "move", "commit", "committed", "cleanup"]
+POINTS = ["download", "extract", "move", "commit", "committed", "cleanup", "remove"]
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -326,13 +339,8 @@ def test_sigkill_at_any_point_is_repaired(
     publish(repo_dir, "tools/main", V2, refs=["latest"])
     write_ensure(project, repo_dir.as_uri(), "tools/main latest")  # and drop tools/other
     marker = tmp_path / "paused"
-    env = {
-        **subprocess_env,
-        "CAPRONI_TASKS_TEST_PAUSE_AT": point,
-        "CAPRONI_TASKS_TEST_PAUSE_MARKER": str(marker),
-    }
     log = tmp_path / "killed.log"
-    proc = spawn(project, env, "ensure", log=log)
+    proc = spawn(project, subprocess_env, "ensure", log=log, pause=(point, marker))
     try:
         wait_for(lambda: marker.exists() or proc.poll() is not None, what=f"point {point!r}")
         assert marker.exists(), log.read_text()
@@ -355,12 +363,9 @@ def test_concurrent_runs_are_serialised(
     publish(repo_dir, "tools/main", V1, refs=["latest"])
     write_ensure(project, repo_dir.as_uri(), "tools/main latest")
     marker = tmp_path / "paused"
-    env = {
-        **subprocess_env,
-        "CAPRONI_TASKS_TEST_PAUSE_AT": "move",
-        "CAPRONI_TASKS_TEST_PAUSE_MARKER": str(marker),
-    }
-    first = spawn(project, env, "ensure", log=tmp_path / "first.log")
+    first = spawn(
+        project, subprocess_env, "ensure", log=tmp_path / "first.log", pause=("move", marker)
+    )
     second_log = tmp_path / "second.log"
     try:
         wait_for(marker.exists, what="the first run to hold the lock")

@@ -446,7 +446,7 @@ def test_parallel_extraction_of_one_package(
     make_installer: Callable[..., tuple[Installer, CountingRepository]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import caproni_tasks.packages.installer as installer_module
+    import caproni_tasks.packages.execution as installer_module
 
     monkeypatch.setattr(installer_module, "_BYTES_PER_WORKER", 1)
     files = {f"d{i % 3}/f{i}.txt": f"content {i}" * 50 for i in range(40)}

@@ -79,6 +79,10 @@ def test_create_twice_is_idempotent_and_keeps_out(
 
 def test_build_then_register(capsys: pytest.CaptureFixture[str], tmp_path: Path, src: Path) -> None:
     pkg = tmp_path / "out/p.cipd"
+    code, _, err = run(capsys, "pkg.build", "--in", str(src), "--name", "a/b", "--out", str(pkg))
+    assert code == 1 and f"directory {pkg.parent} does not exist" in err
+    assert not pkg.parent.exists(), "no directory nobody asked for"
+    pkg.parent.mkdir()
     code, out, _ = run(capsys, "pkg.build", "--in", str(src), "--name", "a/b", "--out", str(pkg))
     assert code == 0 and out.strip() == instance_id_of_file(pkg)
     code, out2, err = run(

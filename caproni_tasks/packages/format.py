@@ -14,7 +14,6 @@ import io
 import json
 import os
 import stat
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -23,7 +22,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, cast
 
+from caproni_tasks.atomicfile import atomic_output
 from caproni_tasks.ensure import ValidationError, instance_id_from_sha256, validate_package_name
+from caproni_tasks.jsonfile import JsonShapeError, load_object
 
 __all__ = [
     "FORMAT_VERSION",
@@ -33,6 +34,7 @@ __all__ = [
     "FileEntry",
     "Manifest",
     "PackageFormatError",
+    "PackageLimits",
     "PackageReader",
     "build_package",
     "hasher_for",
@@ -52,6 +54,48 @@ _COMPRESS_LEVEL = 5
 _CHUNK = 1 << 20
 #: Symlink chains longer than this are treated as loops (Linux allows 40 hops).
 _MAX_LINK_HOPS = 40
+
+
+@dataclass(frozen=True)
+class PackageLimits:
+    """What a package file may unpack to, checked before anything is written.
+
+    A zip can declare gigabytes that compress to almost nothing (a decompression bomb).
+    The defaults are far beyond any real tool package (toolchains compress 2-10x);
+    raise them with the ``caproni.max_package_size`` / ``max_compression_ratio``
+    settings for a genuine outlier. The ratio is only checked past ``ratio_floor``
+    bytes, since small files of zeros compress a thousandfold and harm no one.
+    """
+
+    max_total_size: int = 32 << 30
+    max_ratio: float = 200.0
+    ratio_floor: int = 128 << 20
+
+    def problem(self, declared: int, compressed: int, what: str) -> str | None:
+        """Why ``declared`` bytes unpacked from ``compressed`` bytes are refused, if so."""
+        if declared > self.max_total_size:
+            return (
+                f"{what} would unpack to {_size(declared)}, more than the limit of "
+                f"{_size(self.max_total_size)} (caproni.max_package_size)"
+            )
+        ratio = declared / max(compressed, 1)
+        if declared > self.ratio_floor and ratio > self.max_ratio:
+            return (
+                f"{what} would unpack {_size(compressed)} to {_size(declared)} "
+                f"(ratio {ratio:.0f}:1, limit {self.max_ratio:g}:1, "
+                "caproni.max_compression_ratio): refused as a likely decompression bomb"
+            )
+        return None
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"
+
 
 ErrorCode = Literal["io_error", "bad_argument_error"]
 
@@ -95,11 +139,9 @@ class Manifest:
     def from_json(cls, raw: bytes, *, source: str = MANIFEST_NAME) -> Manifest:
         """Parse and check a manifest; ``source`` names it in error messages."""
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise PackageFormatError(f"{source}: not valid JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise PackageFormatError(f"{source}: expected a JSON object")
+            data = load_object(raw, source)
+        except JsonShapeError as error:
+            raise PackageFormatError(str(error)) from None
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise PackageFormatError(
@@ -240,25 +282,22 @@ def build_package(
         {f.name: (os.readlink(f.path) if stat.S_ISLNK(f.mode) else None) for f in files},
         where=f"package source {src}",
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    tmp = Path(tmp_name)
+    if not out.parent.is_dir():
+        raise PackageFormatError(
+            f"cannot build package file {out}: directory {out.parent} does not exist "
+            "(create it first)",
+            error_code="io_error",
+        )
     try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as archive:
+        with atomic_output(out, mode=0o644) as raw, zipfile.ZipFile(raw, "w") as archive:
             for source in files:
                 _add_source(archive, source, preserve_writable)
             info = _zip_info(MANIFEST_NAME, 0o100444)
             archive.writestr(info, manifest.to_json(), _COMPRESSION, _COMPRESS_LEVEL)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise PackageFormatError(
             f"cannot build package file {out}: {error}", error_code="io_error"
         ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return instance_id_of_file(out)
 
 
@@ -374,8 +413,15 @@ class PackageReader:
     `PackageFormatError` with ``error_code`` ``io_error``.
     """
 
-    def __init__(self, path: Path | str, *, expected_package: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        expected_package: str | None = None,
+        limits: PackageLimits | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.limits = limits or PackageLimits()
         try:
             self._zip = zipfile.ZipFile(self.path)
         except FileNotFoundError:
@@ -445,7 +491,26 @@ class PackageReader:
                 f"it holds package {manifest.package_name!r}, expected {expected_package!r}"
             )
         _check_tree(links, where=f"package file {self.path}")
+        self._check_sizes()
         return manifest, entries
+
+    def _check_sizes(self) -> None:
+        """Refuse a decompression bomb from the sizes the archive declares."""
+        infos = [i for i in self._zip.infolist() if not i.is_dir()]
+        for info in infos:
+            problem = self.limits.problem(
+                info.file_size, info.compress_size, f"entry {info.filename!r}"
+            )
+            if problem is not None:
+                raise self._error(problem)
+        declared = sum(i.file_size for i in infos)
+        try:
+            archive_size = self.path.stat().st_size
+        except OSError:
+            archive_size = sum(i.compress_size for i in infos)
+        problem = self.limits.problem(declared, archive_size, "the package")
+        if problem is not None:
+            raise self._error(problem)
 
     def _read_small(self, info: zipfile.ZipInfo, *, limit: int) -> bytes:
         if info.file_size > limit:
@@ -466,7 +531,7 @@ class PackageReader:
             stream = self._zip.open(info)
         except (OSError, zipfile.BadZipFile, zlib.error, ValueError) as error:
             raise self._error(f"entry {name!r}: cannot read: {error}", io=True) from None
-        return cast("IO[bytes]", _CheckedStream(stream, self, name))
+        return cast("IO[bytes]", _CheckedStream(stream, self, name, info.file_size))
 
     def iter_entries(self) -> Iterator[FileEntry]:
         return iter(self.entries)
@@ -489,11 +554,12 @@ class PackageReader:
 class _CheckedStream(io.RawIOBase):
     """Wraps a zip entry stream so corruption surfaces as `PackageFormatError`."""
 
-    def __init__(self, inner: IO[bytes], reader: PackageReader, name: str) -> None:
+    def __init__(self, inner: IO[bytes], reader: PackageReader, name: str, declared: int) -> None:
         super().__init__()
         self._inner = inner
         self._reader = reader
         self._name = name
+        self._left = declared  # bytes the headers declared and not yet read
 
     def readable(self) -> bool:
         return True
@@ -503,9 +569,14 @@ class _CheckedStream(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self._inner.read(size)
+            data = self._inner.read(size)
         except (OSError, zipfile.BadZipFile, zlib.error, EOFError, ValueError) as error:
             raise self._fail(error) from None
+        self._left -= len(data)
+        if self._left < 0:
+            # Never more than the headers declared (and the limits checked): stop here.
+            raise self._fail(ValueError("more data than its header declares"))
+        return data
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from caproni_tasks.atomicfile import fsync_directory, write_atomic
 from caproni_tasks.ensure import (
     ValidationError,
     validate_instance_id,
@@ -34,6 +35,7 @@ from caproni_tasks.ensure import (
     validate_tag,
     version_kind,
 )
+from caproni_tasks.jsonfile import JsonShapeError, load_object
 from caproni_tasks.packages.format import (
     PackageReader,
     hasher_for,
@@ -186,11 +188,9 @@ class PackageIndex:
             return RepositoryError(f"corrupt package index {source}: {why}")
 
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise bad(f"not valid JSON ({error})") from None
-        if not isinstance(data, dict):
-            raise bad("expected a JSON object")
+            data = load_object(raw, f"corrupt package index {source}")
+        except JsonShapeError as error:
+            raise RepositoryError(str(error)) from None
         if data.get("format") != INDEX_FORMAT:
             raise bad(f"unsupported format {data.get('format')!r} (expected {INDEX_FORMAT})")
         if data.get("package") != package:
@@ -271,34 +271,6 @@ def copy_verified(
         tmp.unlink(missing_ok=True)
         dest.unlink(missing_ok=True)
         raise
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- the repository --------------------------------------------------------------------
@@ -436,7 +408,7 @@ class LocalRepository:
             except PackageNotFoundError:
                 index = PackageIndex(package)
             if change(index):
-                _write_atomically(pkg_dir / INDEX_FILE, index.to_json())
+                write_atomic(pkg_dir / INDEX_FILE, index.to_json())
 
     def register_instance(self, package_file: Path) -> str:
         """Add a package file (validated first; its manifest names the package).
@@ -485,7 +457,7 @@ class LocalRepository:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(instances)
+        fsync_directory(instances)
         return iid, size
 
     def _require_instance(self, index: PackageIndex, instance_id: str) -> None:

@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from caproni_tasks.atomicfile import fsync_directory, write_atomic
+from caproni_tasks.jsonfile import JsonShapeError, load_object
+
 __all__ = [
     "STATE_DIR",
     "InstalledFile",
@@ -65,17 +68,8 @@ def slot_key(subdir: str, package: str) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` in one rename: readers see the old or the new file.
-
-    No fsync: this protects against a killed process, not a lost disk cache (see docs).
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Replace ``path`` by ``text`` in one rename, durably (see `caproni_tasks.atomicfile`)."""
+    write_atomic(path, text)
 
 
 @dataclass(frozen=True)
@@ -102,10 +96,24 @@ class InstalledFile:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> InstalledFile:
+    def from_json(cls, data: Any) -> InstalledFile:
+        """Raises `TypeError` or `KeyError` for an entry of the wrong shape."""
+        if not isinstance(data, dict):
+            raise TypeError("an entry is not an object")
+        path = data["path"]
+        if not isinstance(path, str):
+            raise TypeError("'path' is not a string")
         if "symlink" in data:
-            return cls(data["path"], 0, 0, 0, "", data["symlink"])
-        return cls(data["path"], data["size"], data["mtime_ns"], data["mode"], data["sha256"])
+            target = data["symlink"]
+            if not isinstance(target, str):
+                raise TypeError(f"{path}: 'symlink' is not a string")
+            return cls(path, 0, 0, 0, "", target)
+        numbers = [data["size"], data["mtime_ns"], data["mode"]]
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+            raise TypeError(f"{path}: size, mtime_ns and mode must be integers")
+        if not isinstance(data["sha256"], str):
+            raise TypeError(f"{path}: 'sha256' is not a string")
+        return cls(path, numbers[0], numbers[1], numbers[2], data["sha256"])
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,20 @@ class Slot:
         self.record = record
         self._files = list(files)
 
+    def begin_removal(self, txn: str, instance_id: str, paths: tuple[str, ...]) -> None:
+        """The removal's commit point: ``pending.json`` (every path the slot owns), then
+        ``state.json`` is deleted. Until the slot is gone, a run sees an unfinished change."""
+        identity = self.identity
+        if identity is None:
+            return
+        self.write_pending(Pending(txn, instance_id, paths), *identity)
+        state = self.directory / "state.json"
+        if state.exists():
+            state.unlink()
+            fsync_directory(self.directory)
+        self._files = []
+        self.record = None
+
     def forget_history(self) -> None:
         """Drop old manifests and pending.json once their files are dealt with."""
         current = self.record.manifest_name if self.record else None
@@ -298,28 +320,50 @@ def _load_slot(directory: Path) -> Slot:
     record = None
     state = _read_json(directory / "state.json")
     if state is not None:
-        record = SlotRecord(state["subdir"], state["package"], state["instance_id"], state["txn"])
+        where = directory / "state.json"
+        record = SlotRecord(
+            _text(state, "subdir", where),
+            _text(state, "package", where),
+            _text(state, "instance_id", where),
+            _text(state, "txn", where),
+        )
     pending = None
     identity = None
     data = _read_json(directory / "pending.json")
     if data is not None:
-        pending = Pending(data["txn"], data["instance_id"], tuple(data["paths"]))
-        identity = (data["subdir"], data["package"])
+        where = directory / "pending.json"
+        paths = data.get("paths")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise _corrupt(where, "'paths' is not a list of strings")
+        txn, instance_id = _text(data, "txn", where), _text(data, "instance_id", where)
+        pending = Pending(txn, instance_id, tuple(paths))
+        identity = (_text(data, "subdir", where), _text(data, "package", where))
     return Slot(directory, record, pending, _pending_identity=identity)
 
 
-def _read_json(path: Path) -> Any:
+def _corrupt(path: Path, why: str) -> StateError:
+    return StateError(f"corrupt state file {path}: {why}; delete the root to start over")
+
+
+def _text(data: dict[str, Any], key: str, path: Path) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise _corrupt(path, f"{key!r} is missing or not a string")
+    return value
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise StateError(f"cannot read state file {path}: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise StateError(
-            f"corrupt state file {path}: {exc}; delete the root to start over"
-        ) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        data = load_object(raw, f"corrupt state file {path}")
+    except JsonShapeError as exc:
+        raise StateError(f"{exc}; delete the root to start over") from None
+    if data.get("format") != FORMAT:
         raise StateError(
             f"state file {path} has an unknown format (written by a newer caproni-tasks?)"
         )
@@ -330,10 +374,13 @@ def _read_manifest(path: Path) -> list[InstalledFile]:
     data = _read_json(path)
     if data is None:
         raise StateError(f"missing manifest {path}; delete the root to start over")
+    items = data.get("files")
+    if not isinstance(items, list):
+        raise _corrupt(path, "'files' is not a list")
     try:
-        return [InstalledFile.from_json(item) for item in data["files"]]
-    except (KeyError, TypeError) as exc:
-        raise StateError(f"corrupt manifest {path}: {exc}") from None
+        return [InstalledFile.from_json(item) for item in items]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _corrupt(path, f"bad file entry ({exc})") from None
 
 
 def _listdir(path: Path) -> Iterable[str]:

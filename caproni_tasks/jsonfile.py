@@ -1,0 +1,73 @@
+"""Read JSON that someone else wrote (package manifests, indexes, state records) safely.
+
+The standard parser recurses once per nesting level: a small document of ten thousand
+``[`` raises `RecursionError`, and a document can be any shape. Every reader of
+untrusted or possibly corrupt JSON goes through `load_object`, which turns all of that
+into one `JsonShapeError` naming the source, and checks the document's nesting depth
+before parsing so a hostile file costs one linear scan.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "JsonShapeError", "load_object"]
+
+#: No file of ours nests deeper than a handful of levels; this leaves ample room.
+MAX_DEPTH = 64
+
+
+class JsonShapeError(ValueError):
+    """Not JSON, or not the expected shape; the message names the source."""
+
+
+#: A string literal (skipped whole) or a bracket.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _depth_problem(text: str, limit: int) -> str | None:
+    """Report nesting deeper than ``limit`` (brackets outside strings)."""
+    if text.count("[") + text.count("{") <= limit:
+        return None  # the common case: too few brackets to nest that deep
+    depth = 0
+    for match in _TOKEN.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                return f"nested deeper than {limit} levels"
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
+def load_object(raw: bytes | str, source: str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """Parse ``raw`` as a JSON object, or raise `JsonShapeError` ("<source>: <why>")."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as error:
+        raise JsonShapeError(f"{source}: not valid UTF-8: {error}") from None
+    problem = _depth_problem(text, max_depth)
+    if problem is not None:
+        raise JsonShapeError(f"{source}: not a valid file: {problem}")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise JsonShapeError(f"{source}: not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise JsonShapeError(f"{source}: expected a JSON object, found {_kind_of(data)}")
+    return data
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array"
