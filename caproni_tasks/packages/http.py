@@ -4,27 +4,44 @@ The layout is the local one (`caproni_tasks.packages.local`), so ``python -m
 http.server`` in a repository directory is a working server. Each package's
 ``@index.json`` is fetched at most once per `HttpRepository` object (one request per
 package however many versions are resolved, from however many threads). Instance
-files stream to disk in chunks with the hash checked as they arrive. Connections are
-kept alive and reused, one per thread and host.
+files stream to disk in chunks, as sent (no transparent decompression), with the hash
+checked as they arrive.
 
-Only the standard library is used: a repository needs plain GETs, and ``http.client``
-gives keep-alive and streaming without a dependency. Proxies from the usual
-``http_proxy``/``https_proxy``/``no_proxy`` variables are honoured; credentials in the
-URL (``https://user:token@host/repo``) are sent as HTTP basic auth.
+Requests go through one ``httpx.Client`` per repository object (imported on first
+use, so ``invoke --list`` never loads it): kept-alive connections pooled across
+threads, redirects followed, proxies from ``http_proxy``/``https_proxy``/``no_proxy``
+(``trust_env``), the system's trusted certificates (and ``SSL_CERT_FILE`` /
+``SSL_CERT_DIR``). Credentials in the URL (``https://user:token@host/repo``) are sent
+as HTTP basic auth to that repository only, never to another host a redirect names.
+
+Three limits bound every request, so a broken server cannot hang a run:
+
+- ``connect_timeout``: seconds to open a connection (TCP and TLS);
+- ``stall_timeout``: seconds without a single byte from the server (headers or body);
+- ``deadline``: seconds for the whole operation (an index read or an instance download,
+  headers, body, retries and their waits included). httpx has no such total limit, so
+  it is enforced here: between body chunks, and below httpx by clamping each socket
+  wait to the time left (a server trickling header bytes cannot stretch it either).
+
+Connection errors, stalls, 502/503/504 answers and truncated bodies are retried
+``retries`` times with exponential backoff (``backoff``, doubling, at most 8 s, never
+past the deadline); other failures are not.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
+import functools
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit
 
 from caproni_tasks.packages.local import (
+    CHUNK,
     INDEX_FILE,
     INSTANCES_DIR,
     PackageIndex,
@@ -40,35 +57,65 @@ from caproni_tasks.packages.repository import (
 )
 
 if TYPE_CHECKING:
-    from http.client import HTTPConnection, HTTPResponse
+    import ssl
 
-__all__ = ["HttpRepository"]
+    import httpcore
+    import httpx
 
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DEADLINE",
+    "DEFAULT_RETRIES",
+    "DEFAULT_STALL_TIMEOUT",
+    "HttpRepository",
+]
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_STALL_TIMEOUT = 30.0
+DEFAULT_DEADLINE = 1800.0
+DEFAULT_RETRIES = 2
+DEFAULT_BACKOFF = 0.25
+_MAX_BACKOFF = 8.0
 _MAX_REDIRECTS = 5
-_REDIRECTS = (301, 302, 303, 307, 308)
 _NOT_FOUND = (404, 410)
 _RETRYABLE = (502, 503, 504)
 _MAX_INDEX_BYTES = 64 << 20
 _USER_AGENT = "caproni-tasks"
 
+#: When the current thread's operation must end (``time.monotonic()``), read by the
+#: network streams below httpx; None outside an operation.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "caproni_http_deadline", default=None
+)
+_DEADLINE_HIT = "caproni-tasks: deadline reached"
 
 _T = TypeVar("_T")
-_Key = tuple[str, str, int | None]  # scheme, host, port: one kept-alive connection each
 
 
 class _Retryable(BackendUnavailableError):
-    """A failure worth another attempt (connection trouble, 502/503/504, truncation)."""
+    """A failure worth another attempt (connection trouble, a stall, 502/503/504,
+    truncation)."""
 
 
 class HttpRepository:
-    """The repository at ``url`` (``http://`` or ``https://``), read only.
+    """The repository at ``url`` (``http://`` or ``https://``), read only. Thread safe.
 
-    ``timeout`` bounds each connect and each read (seconds); ``retries`` is how many
-    more attempts a request gets after a connection error, a truncated body or a
-    502/503/504 answer (with a short backoff). Thread safe.
+    ``connect_timeout``, ``stall_timeout`` and ``deadline`` are in seconds (see the
+    module docstring); ``retries`` is how many more attempts a request gets after a
+    transient failure, the first after ``backoff`` seconds, then twice as long each time.
     """
 
-    def __init__(self, url: str, *, timeout: float = 60.0, retries: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        max_index_bytes: int = _MAX_INDEX_BYTES,
+    ) -> None:
         try:
             parts = urlsplit(url)
             port = parts.port  # urllib checks the port only when asked
@@ -77,6 +124,15 @@ class HttpRepository:
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             raise RepositoryError(f"not an HTTP(S) repository URL: {url!r}")
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("stall_timeout", stall_timeout),
+            ("deadline", deadline),
+        ):
+            if not value > 0:
+                raise RepositoryError(f"HTTP {name} must be a positive number of seconds")
+        if retries < 0 or backoff < 0:
+            raise RepositoryError("HTTP retries and backoff must not be negative")
         self._auth: str | None = None
         if parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
@@ -87,13 +143,16 @@ class HttpRepository:
         # Keep existing %-escapes, encode what may not appear raw (spaces, non-ASCII).
         path = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=~")
         self._base = f"{scheme}://{netloc}{path}"
-        self.timeout = timeout
-        self.retries = retries
-        self._local = threading.local()
+        self.connect_timeout = float(connect_timeout)
+        self.stall_timeout = float(stall_timeout)
+        self.deadline = float(deadline)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.max_index_bytes = max_index_bytes
         self._lock = threading.Lock()
         self._package_locks: dict[str, threading.Lock] = {}
         self._indexes: dict[str, PackageIndex | PackageNotFoundError] = {}
-        self._all_connections: list[HTTPConnection] = []
+        self._http: httpx.Client | None = None
 
     @property
     def url(self) -> str:
@@ -144,14 +203,27 @@ class HttpRepository:
     def _fetch_index(self, package: str) -> PackageIndex | PackageNotFoundError:
         url = self.index_url(package)
 
-        def attempt() -> PackageIndex | PackageNotFoundError:
-            found = self._get(url)
-            if found is None:
-                return PackageNotFoundError(f'no such package "{package}" in {self._base}')
-            response, key = found
-            with _Closing(self, response, key):
-                raw = _read_body(response, url, _MAX_INDEX_BYTES)
-            return PackageIndex.from_json(raw, package=package, source=url)
+        def attempt(deadline: float) -> PackageIndex | PackageNotFoundError:
+            # Decoded (a server may gzip JSON); the limit counts decoded bytes.
+            with self._get(url, deadline, raw=False) as response:
+                if response is None:
+                    return PackageNotFoundError(f'no such package "{package}" in {self._base}')
+                declared = _content_length(response)
+                if declared is not None and declared > self.max_index_bytes:
+                    raise BackendUnavailableError(
+                        f"{url}: larger than {self.max_index_bytes} bytes"
+                    )
+                body = _Body(self, response, url, deadline, decoded=True)
+                chunks: list[bytes] = []
+                total = 0
+                while chunk := body.read(CHUNK):
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > self.max_index_bytes:
+                        raise BackendUnavailableError(
+                            f"{url}: larger than {self.max_index_bytes} bytes"
+                        )
+            return PackageIndex.from_json(b"".join(chunks), package=package, source=url)
 
         return self._with_retries(attempt)
 
@@ -171,32 +243,30 @@ class HttpRepository:
         url = self.instance_url(package, instance_id)
         dest = Path(dest)
 
-        def attempt() -> None:
-            found = self._get(url)
-            if found is None:
-                dest.unlink(missing_ok=True)
-                raise InstanceNotFoundError(
-                    f'no such instance "{instance_id}" of package "{package}" at {url}'
-                )
-            response, key = found
-            with _Closing(self, response, key):
+        def attempt(deadline: float) -> None:
+            with self._get(url, deadline, raw=True) as response:
+                if response is None:
+                    dest.unlink(missing_ok=True)
+                    raise InstanceNotFoundError(
+                        f'no such instance "{instance_id}" of package "{package}" at {url}'
+                    )
                 copy_verified(
-                    _ResponseReader(response, url),
+                    _Body(self, response, url, deadline, decoded=False),
                     dest,
                     instance_id,
                     origin=url,
                     progress=progress,
-                    expected_size=response.length,
+                    expected_size=_content_length(response),
                 )
 
         self._with_retries(attempt)
 
     def close(self) -> None:
-        """Close every kept-alive connection (of every thread)."""
+        """Close every kept-alive connection (a later request opens new ones)."""
         with self._lock:
-            connections, self._all_connections = self._all_connections, []
-        for connection in connections:
-            connection.close()
+            client, self._http = self._http, None
+        if client is not None:
+            client.close()
 
     def __enter__(self) -> HttpRepository:
         return self
@@ -206,190 +276,326 @@ class HttpRepository:
 
     # HTTP machinery
 
-    def _with_retries(self, attempt: Callable[[], _T]) -> _T:
-        delay = 0.25
-        for remaining in range(self.retries, -1, -1):
-            try:
-                return attempt()
-            except _Retryable as error:
-                if remaining == 0:
-                    raise BackendUnavailableError(str(error)) from None
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
-
-    def _get(self, url: str) -> tuple[HTTPResponse, _Key] | None:
-        """GET ``url`` following redirects; None for 404/410; raise on other failures.
-
-        The caller must read the body to the end (or close the response) before the
-        thread's connection is used again.
-        """
-        for _ in range(_MAX_REDIRECTS + 1):
-            response, key = self._send(url)
-            status = response.status
-            if status in _REDIRECTS:
-                location = response.getheader("Location")
-                _drain(response)
-                if not location:
-                    raise BackendUnavailableError(f"{url}: HTTP {status} without a Location")
-                url = urljoin(url, location)
-                if urlsplit(url).scheme.lower() not in ("http", "https"):
-                    raise BackendUnavailableError(f"redirected to a non-HTTP URL: {url}")
-                continue
-            if status == 200:
-                return response, key
-            _drain(response)
-            if status in _NOT_FOUND:
-                return None
-            message = f"{url}: HTTP {status} {response.reason}".rstrip()
-            if status in _RETRYABLE:
-                raise _Retryable(message)
-            raise BackendUnavailableError(message)
-        raise BackendUnavailableError(f"{url}: more than {_MAX_REDIRECTS} redirects")
-
-    def _send(self, url: str) -> tuple[HTTPResponse, _Key]:
-        import http.client
-
-        parts = urlsplit(url)
-        key = (parts.scheme.lower(), parts.hostname or "", parts.port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        for first_try in (True, False):
-            route, reused = self._route(key)
-            headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
-            headers.update(route.headers)
-            if self._auth and url.startswith(self._base + "/"):
-                headers["Authorization"] = self._auth
-            try:
-                route.connection.request(
-                    "GET", url if route.absolute_form else target, headers=headers
-                )
-                return route.connection.getresponse(), key
-            except (http.client.HTTPException, OSError) as error:
-                self._forget(key)
-                # A kept-alive connection the server closed meanwhile: try a fresh one.
-                if reused and first_try and _is_stale(error):
-                    continue
-                message = f"cannot reach {url}: {_describe(error)}"
-                if _is_certificate_error(error):  # retrying cannot help
-                    raise BackendUnavailableError(message) from None
-                raise _Retryable(message) from None
-        raise AssertionError("unreachable")
-
-    def _route(self, key: _Key) -> tuple[_Route, bool]:
-        """This thread's connection for ``key`` (and whether it was used before)."""
-        pool: dict[_Key, _Route] = self._local.__dict__.setdefault("pool", {})
-        if key in pool:
-            return pool[key], True
-        route = _new_route(key, self.timeout)
-        pool[key] = route
+    def _client(self) -> httpx.Client:
         with self._lock:
-            self._all_connections.append(route.connection)
-        return route, False
+            if self._http is None:
+                self._http = _new_client(self.connect_timeout, self.stall_timeout)
+            return self._http
 
-    def _forget(self, key: _Key) -> None:
-        pool = self._local.__dict__.get("pool", {})
-        route = pool.pop(key, None)
-        if route is not None:
-            route.connection.close()
-            with self._lock:
-                if route.connection in self._all_connections:
-                    self._all_connections.remove(route.connection)
+    def _with_retries(self, attempt: Callable[[float], _T]) -> _T:
+        """Run ``attempt(deadline)`` until it succeeds, fails for good, or time is up."""
+        deadline = time.monotonic() + self.deadline
+        token = _DEADLINE.set(deadline)
+        try:
+            delay = self.backoff
+            for remaining in range(self.retries, -1, -1):
+                try:
+                    return attempt(deadline)
+                except _Retryable as error:
+                    wait = min(delay, _MAX_BACKOFF)
+                    if remaining == 0 or time.monotonic() + wait >= deadline:
+                        raise BackendUnavailableError(str(error)) from None
+                time.sleep(wait)
+                delay *= 2
+            raise AssertionError("unreachable")
+        finally:
+            _DEADLINE.reset(token)
+
+    def _get(self, url: str, deadline: float, *, raw: bool) -> _Response:
+        """Open a streamed GET of ``url`` (redirects followed) as a context manager
+        giving the 200 response, or None for 404/410; raise on other answers."""
+        import httpx
+
+        client = self._client()
+        headers = {"User-Agent": _USER_AGENT}
+        if raw:
+            headers["Accept-Encoding"] = "identity"
+        if self._auth and url.startswith(self._base + "/"):
+            headers["Authorization"] = self._auth  # httpx drops it on a cross-origin redirect
+        request = client.build_request("GET", url, headers=headers)
+        for first_try in (True, False):
+            try:
+                response = client.send(request, stream=True)
+                break
+            except httpx.RemoteProtocolError as error:
+                # A kept-alive connection the server closed meanwhile: one fresh try.
+                if first_try and "without sending" in str(error):
+                    continue
+                raise self._failure(url, error, deadline) from None
+            except httpx.HTTPError as error:
+                raise self._failure(url, error, deadline) from None
+        else:  # pragma: no cover - the loop always breaks or raises
+            raise AssertionError("unreachable")
+        status = response.status_code
+        if status == 200:
+            return _Response(response)
+        final = str(response.url)
+        response.close()
+        if status in _NOT_FOUND:
+            return _Response(None)
+        message = f"{final}: HTTP {status} {response.reason_phrase}".rstrip()
+        if status in _RETRYABLE:
+            raise _Retryable(message)
+        if response.is_redirect:
+            raise BackendUnavailableError(f"{message} without a usable Location")
+        raise BackendUnavailableError(message)
+
+    def _failure(self, url: str, error: Exception, deadline: float) -> RepositoryError:
+        """The repository error for an httpx failure of a request to ``url``."""
+        import httpx
+
+        if _DEADLINE_HIT in str(error) or time.monotonic() >= deadline:
+            return BackendUnavailableError(
+                f"timed out: deadline of {_seconds(self.deadline)} reached for {url}"
+            )
+        if isinstance(error, httpx.ConnectTimeout):
+            return _Retryable(
+                f"timed out: could not connect within {_seconds(self.connect_timeout)} to {url}"
+            )
+        if isinstance(error, httpx.TimeoutException):
+            return _Retryable(f"timed out: no bytes for {_seconds(self.stall_timeout)} from {url}")
+        if isinstance(error, httpx.TooManyRedirects):
+            return BackendUnavailableError(f"{url}: more than {_MAX_REDIRECTS} redirects")
+        if isinstance(error, httpx.UnsupportedProtocol):
+            return BackendUnavailableError(f"{url}: redirected to a non-HTTP URL ({error})")
+        message = f"cannot reach {url}: {_describe(error)}"
+        if _is_certificate_error(error) or not isinstance(error, httpx.TransportError):
+            return BackendUnavailableError(message)  # retrying cannot help
+        return _Retryable(message)
 
 
-@dataclass(frozen=True)
-class _Route:
-    """A connection and how to talk through it (directly, or via a proxy)."""
+class _Response:
+    """``with repo._get(...) as response``: the response (or None), closed on exit."""
 
-    connection: HTTPConnection
-    absolute_form: bool = False  # plain-HTTP proxies want the full URL as target
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _new_route(key: _Key, timeout: float) -> _Route:
-    import http.client
-    import urllib.request
-
-    scheme, host, port = key
-    proxy = urllib.request.getproxies().get(scheme)
-    if not proxy or urllib.request.proxy_bypass(host):
-        if scheme == "https":
-            return _Route(http.client.HTTPSConnection(host, port, timeout=timeout))
-        return _Route(http.client.HTTPConnection(host, port, timeout=timeout))
-    proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    headers: dict[str, str] = {}
-    if proxy_parts.username is not None:
-        pair = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
-        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-    proxy_host, proxy_port = proxy_parts.hostname or "", proxy_parts.port or 8080
-    if scheme == "https":  # CONNECT tunnel through the proxy; TLS end to end
-        tunnel = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout)
-        tunnel.set_tunnel(host, port, headers=headers)
-        return _Route(tunnel)
-    connection = http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout)
-    return _Route(connection, absolute_form=True, headers=headers)
-
-
-class _Closing:
-    """Context: on error, drop the response's connection; on success, keep it alive."""
-
-    def __init__(self, repo: HttpRepository, response: HTTPResponse, key: _Key) -> None:
-        self._repo = repo
+    def __init__(self, response: httpx.Response | None) -> None:
         self._response = response
-        self._key = key
 
-    def __enter__(self) -> HTTPResponse:
+    def __enter__(self) -> httpx.Response | None:
         return self._response
 
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is not None or not self._response.isclosed():
+    def __exit__(self, *exc: object) -> None:
+        if self._response is not None:
             self._response.close()
-            self._repo._forget(self._key)
 
 
-class _ResponseReader:
-    """``read(n)`` over a response: network failures and a body shorter than its
-    Content-Length become retryable errors."""
+class _Body:
+    """``read(n)`` over a streamed response body for `copy_verified`: network failures,
+    stalls and a body shorter than its Content-Length become retryable errors; the
+    deadline is checked between chunks."""
 
-    def __init__(self, response: HTTPResponse, url: str) -> None:
-        self._response = response
+    def __init__(
+        self,
+        repo: HttpRepository,
+        response: httpx.Response,
+        url: str,
+        deadline: float,
+        *,
+        decoded: bool,
+    ) -> None:
+        self._repo = repo
         self._url = url
-        self._expected = response.length
+        self._deadline = deadline
+        # Content-Length counts the bytes sent: compare only with what is read as sent.
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        self._expected = None if decoded and encoded else _content_length(response)
         self._received = 0
+        self._chunks: Iterator[bytes] = (
+            response.iter_bytes(CHUNK) if decoded else response.iter_raw(CHUNK)
+        )
+        self._pending = b""
 
-    def read(self, size: int = -1) -> bytes:
-        import http.client
+    def read(self, size: int = -1, /) -> bytes:
+        import httpx
 
-        try:
-            data = self._response.read(size if size >= 0 else None)
-        except (http.client.HTTPException, OSError) as error:
-            raise _Retryable(f"download of {self._url} failed: {_describe(error)}") from None
-        self._received += len(data)
-        if not data and self._expected is not None and self._received < self._expected:
-            raise _Retryable(
-                f"truncated download of {self._url}: got {self._received} of {self._expected} bytes"
-            )
+        if not self._pending:
+            if time.monotonic() >= self._deadline:
+                raise self._repo._failure(self._url, TimeoutError(_DEADLINE_HIT), self._deadline)
+            try:
+                self._pending = next(self._chunks, b"")
+            except httpx.RemoteProtocolError as error:
+                # The connection closed before the body was complete.
+                if self._expected is not None:
+                    raise self._truncated() from None
+                raise _Retryable(f"download of {self._url} failed: {_describe(error)}") from None
+            except httpx.TimeoutException as error:
+                raise self._repo._failure(self._url, error, self._deadline) from None
+            except httpx.HTTPError as error:
+                raise _Retryable(f"download of {self._url} failed: {_describe(error)}") from None
+            self._received += len(self._pending)
+            if not self._pending and self._received < (self._expected or 0):
+                raise self._truncated()
+        if size < 0 or size >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
         return data
 
-
-def _read_body(response: HTTPResponse, url: str, limit: int) -> bytes:
-    reader = _ResponseReader(response, url)
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := reader.read(1 << 16):
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > limit:
-            raise BackendUnavailableError(f"{url}: larger than {limit} bytes")
-    return b"".join(chunks)
+    def _truncated(self) -> _Retryable:
+        return _Retryable(
+            f"truncated download of {self._url}: got {self._received} of {self._expected} bytes"
+        )
 
 
-def _drain(response: HTTPResponse) -> None:
-    import http.client
+def _new_client(connect_timeout: float, stall_timeout: float) -> httpx.Client:
+    import httpx
 
+    client = httpx.Client(
+        timeout=httpx.Timeout(
+            connect=connect_timeout, read=stall_timeout, write=stall_timeout, pool=stall_timeout
+        ),
+        follow_redirects=True,
+        max_redirects=_MAX_REDIRECTS,
+        trust_env=True,  # proxies from the environment
+        verify=_ssl_context(),
+    )
+    _watch_deadlines(client)
+    return client
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """The system's trusted certificates, as Python's own clients use (so a company CA
+    installed there works; OpenSSL honours ``SSL_CERT_FILE``/``SSL_CERT_DIR``); certifi's
+    only where the system offers none (e.g. a python.org build on macOS)."""
+    import os
+    import ssl
+
+    context = ssl.create_default_context()
+    if (
+        not os.environ.get("SSL_CERT_FILE")
+        and not os.environ.get("SSL_CERT_DIR")
+        and not context.get_ca_certs()
+        and not ssl.get_default_verify_paths().capath
+    ):
+        try:
+            import certifi
+        except ImportError:  # pragma: no cover - httpx depends on it
+            return context
+        context.load_verify_locations(cafile=certifi.where())
+    return context
+
+
+def _watch_deadlines(client: httpx.Client) -> None:
+    """Make every transport of ``client`` (direct, and each proxy from the environment)
+    clamp its socket waits to the current operation's deadline.
+
+    httpx has no total timeout (its read timeout is per socket read), and offers no
+    public way to give its transports a network backend; httpcore does
+    (``network_backend``). So the pools httpx built are given a wrapping backend here.
+    Should a later httpx rename these attributes, nothing breaks: the deadline is then
+    checked between body chunks only.
+    """
+    transports = [getattr(client, "_transport", None)]
+    transports += list(getattr(client, "_mounts", {}).values())
+    wrapper: Any = _deadline_backend_type()  # its constructor takes the inner backend
+    for transport in transports:
+        pool: Any = getattr(transport, "_pool", None)
+        inner = getattr(pool, "_network_backend", None)
+        if inner is not None and not isinstance(inner, wrapper):
+            pool._network_backend = wrapper(inner)
+
+
+@functools.cache
+def _deadline_backend_type() -> type[httpcore.NetworkBackend]:
+    """An httpcore network backend (and stream) that clamps every connect, read and write
+    timeout to the time left before ``_DEADLINE`` (built on first use: httpcore is
+    imported lazily)."""
+    import httpcore
+
+    def clamp(timeout: float | None) -> tuple[float | None, bool]:
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            return timeout, False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout(_DEADLINE_HIT)
+        if timeout is None or left < timeout:
+            return left, True
+        return timeout, False
+
+    class Stream(httpcore.NetworkStream):
+        def __init__(self, inner: httpcore.NetworkStream) -> None:
+            self._inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            limit, clamped = clamp(timeout)
+            try:
+                return self._inner.read(max_bytes, limit)
+            except httpcore.ReadTimeout:
+                if clamped:
+                    raise httpcore.ReadTimeout(_DEADLINE_HIT) from None
+                raise
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            limit, clamped = clamp(timeout)
+            try:
+                self._inner.write(buffer, limit)
+            except httpcore.WriteTimeout:
+                if clamped:
+                    raise httpcore.WriteTimeout(_DEADLINE_HIT) from None
+                raise
+
+        def close(self) -> None:
+            self._inner.close()
+
+        def start_tls(
+            self,
+            ssl_context: ssl.SSLContext,
+            server_hostname: str | None = None,
+            timeout: float | None = None,
+        ) -> httpcore.NetworkStream:
+            limit, clamped = clamp(timeout)
+            try:
+                return Stream(self._inner.start_tls(ssl_context, server_hostname, limit))
+            except httpcore.ConnectTimeout:
+                if clamped:
+                    raise httpcore.ConnectTimeout(_DEADLINE_HIT) from None
+                raise
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    class Backend(httpcore.NetworkBackend):
+        def __init__(self, inner: httpcore.NetworkBackend) -> None:
+            self._inner = inner
+
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> httpcore.NetworkStream:
+            limit, clamped = clamp(timeout)
+            try:
+                stream = self._inner.connect_tcp(host, port, limit, local_address, socket_options)
+            except httpcore.ConnectTimeout:
+                if clamped:
+                    raise httpcore.ConnectTimeout(_DEADLINE_HIT) from None
+                raise
+            return Stream(stream)
+
+        def connect_unix_socket(
+            self, path: str, timeout: float | None = None, socket_options: Any = None
+        ) -> httpcore.NetworkStream:  # pragma: no cover - URLs here are never sockets
+            limit, _ = clamp(timeout)
+            return Stream(self._inner.connect_unix_socket(path, limit, socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self._inner.sleep(seconds)
+
+    return Backend
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("Content-Length")
+    if value is None or response.headers.get("Transfer-Encoding"):
+        return None
     try:
-        response.read()
-    except (http.client.HTTPException, OSError):
-        response.close()
+        length = int(value)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
 
 
 def _segment(text: str) -> str:
@@ -397,23 +603,19 @@ def _segment(text: str) -> str:
     return quote(text, safe="@")
 
 
-def _is_stale(error: BaseException) -> bool:
-    import http.client
-
-    return isinstance(
-        error,
-        http.client.RemoteDisconnected
-        | http.client.BadStatusLine
-        | ConnectionResetError
-        | BrokenPipeError
-        | ConnectionAbortedError,
-    )
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
 
 
 def _is_certificate_error(error: BaseException) -> bool:
     import ssl
 
-    return isinstance(error, ssl.SSLCertVerificationError)
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
 
 
 def _describe(error: BaseException) -> str:
