@@ -9,16 +9,26 @@ verification; using an entry re-hashes the file only when that stat no longer ma
 double a warm install). Content corruption the stat does not reveal is still caught:
 every zip member is CRC-checked while it is extracted, and the installer then discards
 the entry and fetches it once more.
+
+Each download holds an exclusive ``flock`` on a small ``.dl@<token>.lock`` file for as
+long as it runs; its temporary files (ours, and whatever the repository writes beside
+the destination) are named after the same token. So a download cut short by a kill
+leaves files whose lock anyone can take: the next use of the cache removes them, however
+young they are, and never touches the files of a download still running (in this
+process or another). Hidden files without a token (left by older versions) are removed
+once a day old.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +39,7 @@ __all__ = ["InstanceCache", "default_cache_dir", "file_matches_instance_id"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _STALE_TEMP_SECONDS = 24 * 3600
+_DOWNLOAD = "dl@"  # a download token's prefix (no instance ID contains "@")
 
 
 def default_cache_dir() -> Path:
@@ -52,6 +63,7 @@ class InstanceCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._swept = False
 
     def path_of(self, instance_id: str) -> Path:
         if not _ID_RE.match(instance_id):
@@ -68,7 +80,7 @@ class InstanceCache:
         marker = self._marker(instance_id)
         try:
             seen = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             seen = None
         if seen == _stat_key(st):
             return path
@@ -90,6 +102,7 @@ class InstanceCache:
 
         ``on_download`` is called just before a download starts (to show a progress bar).
         """
+        self._sweep_once()
         found = self.lookup(instance_id)
         if found is not None:
             return found
@@ -106,15 +119,15 @@ class InstanceCache:
     ) -> Path:
         final = self.path_of(instance_id)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temps()
-        tmp = self.directory / f".tmp-{instance_id[:12]}-{secrets.token_hex(6)}"
-        try:
-            repo.fetch_instance(package, instance_id, tmp, progress)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        self._mark_verified(instance_id, final)
+        self._sweep_once()
+        with self._claim(instance_id) as tmp:
+            try:
+                repo.fetch_instance(package, instance_id, tmp, progress)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._mark_verified(instance_id, final)
         return final
 
     def discard(self, instance_id: str) -> None:
@@ -133,21 +146,93 @@ class InstanceCache:
         except OSError:
             tmp.unlink(missing_ok=True)  # only an optimisation: next use re-hashes
 
+    def _claim(self, instance_id: str) -> contextlib.AbstractContextManager[Path]:
+        """A context giving a fresh temporary path for one download, with the download's
+        lock held (and its lock file removed) around it."""
+        return _claimed(self.directory, instance_id)
+
+    def _sweep_once(self) -> None:
+        if not self._swept:
+            self._swept = True
+            self._remove_stale_temps()
+
     def _remove_stale_temps(self) -> None:
-        """Downloads cut short by a killed process leave hidden temp files (ours and the
-        repository's); drop those older than a day (younger ones may be in progress)."""
-        cutoff = time.time() - _STALE_TEMP_SECONDS
+        """Remove what downloads cut short by a kill left behind: every file of a
+        download whose lock is free (its writer is gone), and hidden files without a
+        download token once they are a day old."""
         try:
-            entries = list(os.scandir(self.directory))
+            names = [entry.name for entry in os.scandir(self.directory)]
         except OSError:
             return
-        for entry in entries:
-            if entry.name.startswith("."):
+        downloads: dict[str, list[str]] = {}
+        cutoff = time.time() - _STALE_TEMP_SECONDS
+        for name in names:
+            if not name.startswith("."):
+                continue
+            token = _token_of(name)
+            if token is not None:
+                downloads.setdefault(token, []).append(name)
+                continue
+            with contextlib.suppress(OSError):
+                if os.stat(self.directory / name).st_mtime < cutoff:
+                    os.unlink(self.directory / name)
+        for token, files in downloads.items():
+            self._remove_abandoned(token, files)
+
+    def _remove_abandoned(self, token: str, files: list[str]) -> None:
+        lock_path = self.directory / f".{token}.lock"
+        try:
+            fd: int | None = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = None  # its writer finished or gave up; what is left is abandoned
+        except OSError:
+            return
+        try:
+            if fd is not None:
                 try:
-                    if entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
-                    continue
+                    return  # a download in progress
+            for name in files:
+                if name != lock_path.name:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.directory / name)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(lock_path)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def _claimed(directory: Path, instance_id: str) -> Iterator[Path]:
+    while True:
+        token = f"{_DOWNLOAD}{instance_id[:12]}-{secrets.token_hex(6)}"
+        lock_path = directory / f".{token}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A sweeper may have locked and removed the new file before we locked it.
+            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                break
+        except OSError:
+            pass
+        os.close(fd)
+    try:
+        yield directory / f".{token}"
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+def _token_of(name: str) -> str | None:
+    """The download token of a hidden file of the cache (``dl@<id prefix>-<random>``):
+    ``.<token>.lock``, the download's ``.<token>`` and a repository's temporary files
+    beside it, named after it (e.g. ``..<token>.1x2y.part``)."""
+    stem = name.lstrip(".").split(".", 1)[0]
+    return stem if stem.startswith(_DOWNLOAD) else None
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
