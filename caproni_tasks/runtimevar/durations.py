@@ -6,6 +6,7 @@ of errors follow Go's ``time.ParseDuration``.
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS: dict[str, float] = {
@@ -18,6 +19,8 @@ _UNITS: dict[str, float] = {
     "m": 60.0,
     "h": 3600.0,
 }
+#: Go's durations are int64 nanoseconds: anything longer is "invalid duration" there too.
+MAX_GO_DURATION = (2**63 - 1) * 1e-9
 _PART = re.compile(r"(\d+\.?\d*|\.\d+)([^\d.]*)")
 
 
@@ -45,6 +48,8 @@ def parse_duration(text: str) -> float:
             raise ValueError(f'time: unknown unit "{unit}" in duration "{original}"')
         total += float(number) * _UNITS[unit]
         pos = match.end()
+    if not math.isfinite(total) or total > MAX_GO_DURATION:
+        raise ValueError(f'time: invalid duration "{original}"')
     return sign * total
 
 

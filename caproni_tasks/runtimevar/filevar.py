@@ -29,6 +29,10 @@ T = TypeVar("T")
 
 #: Retry interval for errors no file event clears (Go Cloud's default WaitDuration).
 DEFAULT_WAIT = 30.0
+#: The range of retry intervals: shorter would spin on a file that stays unreadable,
+#: longer is no retry at all (URLs outside it are refused; the Python API clamps).
+MIN_WAIT = 0.01
+MAX_WAIT = 24 * 3600.0
 #: Symlink hops before giving up, as the kernel does (ELOOP).
 MAX_LINKS = 40
 _READ_CHUNK = 1 << 16
@@ -42,11 +46,25 @@ def open_file_variable(
 
     A missing file is not an error here: ``watch`` raises NOT_FOUND and ``latest``
     blocks until the file appears. *wait* (seconds; 0 or less means the default 30)
-    is the retry interval for errors that no file event clears.
+    is the retry interval for errors that no file event clears, kept within
+    [`MIN_WAIT`, `MAX_WAIT`]. A path containing a NUL character is an INVALID_ARGUMENT
+    `VariableError`: no file can have that name.
     """
-    absolute = os.path.abspath(os.fspath(path))
-    driver = FileDriver(absolute, decoder, wait if wait > 0 else DEFAULT_WAIT)
+    text = os.fspath(path)
+    if "\x00" in text:
+        raise VariableError(
+            ErrorCode.INVALID_ARGUMENT, f"{text!r}: a file path cannot contain a NUL character"
+        )
+    absolute = os.path.abspath(text)
+    driver = FileDriver(absolute, decoder, clamp_wait(wait))
     return Variable(driver, name=absolute)
+
+
+def clamp_wait(wait: float) -> float:
+    """*wait* within [`MIN_WAIT`, `MAX_WAIT`]; 0, a negative value or NaN is the default."""
+    if not wait > 0:  # also NaN
+        return DEFAULT_WAIT
+    return min(max(wait, MIN_WAIT), MAX_WAIT)
 
 
 def watch_points(path: str) -> dict[str, frozenset[str]]:

@@ -10,12 +10,25 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("caproni_tasks.runtimevar")
+
+#: Delays are kept within [0, MAX_DELAY] seconds (a year: "never" for a retry) so no
+#: value, however large or odd (inf, NaN), can overflow a deadline or a wait.
+MAX_DELAY = 365 * 24 * 3600.0
+#: The longest single sleep of the timer thread; it just sleeps again if nothing is due.
+MAX_SLEEP = 3600.0
+
+
+def _sanitized(delay: float) -> float:
+    if math.isnan(delay) or delay <= 0:
+        return 0.0
+    return min(delay, MAX_DELAY)
 
 
 @dataclass(order=True)
@@ -40,8 +53,13 @@ class Scheduler:
         self._thread: threading.Thread | None = None
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        """Run *callback* on the timer thread after *delay* seconds (unless cancelled)."""
-        timer = Timer(time.monotonic() + delay, next(self._seq), callback, scheduler=self)
+        """Run *callback* on the timer thread after *delay* seconds (unless cancelled).
+
+        The delay is kept within [0, `MAX_DELAY`]. A callback that raises is logged and
+        the others still run.
+        """
+        when = time.monotonic() + _sanitized(delay)
+        timer = Timer(when, next(self._seq), callback, scheduler=self)
         with self._cond:
             heapq.heappush(self._heap, timer)
             if self._thread is None:
@@ -73,19 +91,26 @@ class Scheduler:
                 delay = self._heap[0].when - time.monotonic()
                 if delay <= 0:
                     return heapq.heappop(self._heap)
-                self._cond.wait(delay)
+                self._cond.wait(min(delay, MAX_SLEEP))
 
     def _run(self) -> None:
-        while True:
-            timer = self._next_due()
-            if timer is None:
-                return
-            if timer.cancelled:
-                continue
-            try:
-                timer.callback()
-            except Exception:  # a failing retry must not stop the others
-                log.exception("runtime variable retry failed")
+        try:
+            while True:
+                timer = self._next_due()
+                if timer is None:
+                    return
+                if timer.cancelled:
+                    continue
+                try:
+                    timer.callback()
+                except Exception:  # a failing retry must not stop the others
+                    log.exception("runtime variable retry failed")
+        finally:
+            # Should this thread ever die, the next call_later starts another one
+            # instead of queueing timers that nobody runs.
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread = None
 
 
 SCHEDULER = Scheduler()

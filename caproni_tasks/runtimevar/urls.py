@@ -100,13 +100,18 @@ def parse_variable_url(url: str, *, base_dir: str | os.PathLike[str] | None = No
     if scheme.startswith(_PREFIX):
         scheme = scheme[len(_PREFIX) :]
     query: dict[str, list[str]] = {}
-    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+    try:
+        path = urllib.parse.unquote(parts.path, errors="strict")
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise url_error(url, "percent-encoded bytes that are not UTF-8 text") from None
+    for key, value in pairs:
         query.setdefault(key, []).append(value)
     return VariableURL(
         raw=url,
         scheme=scheme,
         host=parts.netloc,
-        path=urllib.parse.unquote(parts.path),
+        path=path,
         query=query,
         base_dir=Path(base_dir) if base_dir is not None else Path.cwd(),
     )
@@ -161,8 +166,8 @@ class FileURLOptions:
 def parse_file_url(url: VariableURL) -> FileURLOptions:
     """The ``file`` scheme: ``file:///abs/path`` or ``file://./relative/path``."""
     from caproni_tasks.runtimevar.decoders import BYTES, decoder_by_name
-    from caproni_tasks.runtimevar.durations import parse_duration
-    from caproni_tasks.runtimevar.filevar import DEFAULT_WAIT
+    from caproni_tasks.runtimevar.durations import format_duration, parse_duration
+    from caproni_tasks.runtimevar.filevar import DEFAULT_WAIT, MAX_WAIT, MIN_WAIT
 
     for key in url.query:
         if key not in ("decoder", "wait"):
@@ -179,6 +184,14 @@ def parse_file_url(url: VariableURL) -> FileURLOptions:
             wait = parse_duration(wait_text)
         except ValueError as exc:
             raise url.error(f'invalid wait "{wait_text}": {exc}') from None
+        if wait <= 0:
+            wait = DEFAULT_WAIT  # as Go Cloud: zero or negative means the default
+        elif not MIN_WAIT <= wait <= MAX_WAIT:
+            raise url.error(
+                f'invalid wait "{wait_text}": must be between {format_duration(MIN_WAIT)} '
+                f"and {format_duration(MAX_WAIT)} (or 0 for the default "
+                f"{format_duration(DEFAULT_WAIT)})"
+            )
     if url.host.lower() not in ("", ".", "localhost"):
         raise url.error(
             f'file URL host must be empty or "." (got "{url.host}"): '
@@ -186,6 +199,8 @@ def parse_file_url(url: VariableURL) -> FileURLOptions:
         )
     if not url.path or url.path == "/":
         raise url.error("missing file path")
+    if "\x00" in url.path:
+        raise url.error("the file path contains a NUL character (%00): no file has that name")
     path = url.base_dir / url.path.lstrip("/") if url.host == "." else Path(url.path)
     return FileURLOptions(path, decoder, wait)
 
