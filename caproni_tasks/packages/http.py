@@ -51,6 +51,7 @@ from caproni_tasks.packages.local import (
 from caproni_tasks.packages.repository import (
     BackendUnavailableError,
     InstanceNotFoundError,
+    NetworkOptions,
     PackageDescription,
     PackageNotFoundError,
     RepositoryError,
@@ -70,10 +71,10 @@ __all__ = [
     "HttpRepository",
 ]
 
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_STALL_TIMEOUT = 30.0
-DEFAULT_DEADLINE = 1800.0
-DEFAULT_RETRIES = 2
+DEFAULT_CONNECT_TIMEOUT = NetworkOptions.connect_timeout
+DEFAULT_STALL_TIMEOUT = NetworkOptions.stall_timeout
+DEFAULT_DEADLINE = NetworkOptions.deadline
+DEFAULT_RETRIES = NetworkOptions.retries
 DEFAULT_BACKOFF = 0.25
 _MAX_BACKOFF = 8.0
 _MAX_REDIRECTS = 5

@@ -22,7 +22,7 @@ from caproni_tasks.packages.installer import Desired
 
 if TYPE_CHECKING:
     from caproni_tasks.ensure import EnsureFile, Pin, VersionsFile
-    from caproni_tasks.packages.repository import Repository
+    from caproni_tasks.packages.repository import NetworkOptions, Repository
 
 __all__ = [
     "EnsureSource",
@@ -126,14 +126,14 @@ class RepositoryChoice:
     base_dir: Path
     origin: str
 
-    def open(self) -> Repository:
+    def open(self, network: NetworkOptions | None = None) -> Repository:
         """Open it; a bad URL or a local directory that does not exist is one error
         naming where the URL came from (rather than one error per package line)."""
         from caproni_tasks.packages.local import LocalRepository
         from caproni_tasks.packages.repository import RepositoryError, open_repository
 
         try:
-            repository = open_repository(self.url, base_dir=self.base_dir)
+            repository = open_repository(self.url, base_dir=self.base_dir, network=network)
         except RepositoryError as exc:
             raise PinningError(f"{self.origin}: {exc}", exc.error_code) from None
         if isinstance(repository, LocalRepository) and not repository.root.is_dir():

@@ -30,6 +30,7 @@ __all__ = [
     "HashMismatchError",
     "InstanceInfo",
     "InstanceNotFoundError",
+    "NetworkOptions",
     "Opener",
     "PackageDescription",
     "PackageNotFoundError",
@@ -134,21 +135,46 @@ class WritableRepository(Repository, Protocol):
     def attach_tags(self, package: str, instance_id: str, tags: Sequence[str]) -> None: ...
 
 
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Limits for repositories behind a server, in seconds (docs/repository.md): to
+    connect, without a byte from the server, for a whole read or download (retries
+    included); and how many times a transient failure is retried."""
+
+    connect_timeout: float = 10.0
+    stall_timeout: float = 30.0
+    deadline: float = 1800.0
+    retries: int = 2
+
+
 Opener = Callable[[str], Repository]
 _OPENERS: dict[str, Opener] = {}
+_TAKES_NETWORK: set[str] = set()
 
 
-def register_opener(scheme: str, opener: Opener) -> None:
-    """Make ``open_repository`` hand URLs of ``scheme`` (case-insensitive) to ``opener``."""
+def register_opener(scheme: str, opener: Opener, *, takes_network: bool = False) -> None:
+    """Make ``open_repository`` hand URLs of ``scheme`` (case-insensitive) to ``opener``.
+
+    With ``takes_network``, it is called as ``opener(url, network=NetworkOptions(...))``.
+    """
     _OPENERS[scheme.lower()] = opener
+    if takes_network:
+        _TAKES_NETWORK.add(scheme.lower())
+    else:
+        _TAKES_NETWORK.discard(scheme.lower())
 
 
 def schemes() -> list[str]:
     return sorted(_OPENERS)
 
 
-def open_repository(url: str, *, base_dir: Path | None = None) -> Repository:
-    """Open the repository at ``url``; a plain path (relative to ``base_dir``) is local."""
+def open_repository(
+    url: str, *, base_dir: Path | None = None, network: NetworkOptions | None = None
+) -> Repository:
+    """Open the repository at ``url``; a plain path (relative to ``base_dir``) is local.
+
+    ``network`` sets the limits of a repository behind a server (default: `NetworkOptions`).
+    """
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as error:  # e.g. an unclosed "[" of an IPv6 host
@@ -165,6 +191,8 @@ def open_repository(url: str, *, base_dir: Path | None = None) -> Repository:
             f"unsupported repository URL {url!r}: no opener for scheme {scheme!r} "
             f"(known: {', '.join(schemes())})"
         ) from None
+    if scheme in _TAKES_NETWORK:
+        return opener(url, network=network or NetworkOptions())  # type: ignore[call-arg]
     return opener(url)
 
 
@@ -174,12 +202,19 @@ def _open_local(url: str) -> Repository:
     return LocalRepository.from_url(url)
 
 
-def _open_http(url: str) -> Repository:
+def _open_http(url: str, *, network: NetworkOptions | None = None) -> Repository:
     from caproni_tasks.packages.http import HttpRepository
 
-    return HttpRepository(url)
+    options = network or NetworkOptions()
+    return HttpRepository(
+        url,
+        connect_timeout=options.connect_timeout,
+        stall_timeout=options.stall_timeout,
+        deadline=options.deadline,
+        retries=options.retries,
+    )
 
 
 register_opener("file", _open_local)
-register_opener("http", _open_http)
-register_opener("https", _open_http)
+register_opener("http", _open_http, takes_network=True)
+register_opener("https", _open_http, takes_network=True)

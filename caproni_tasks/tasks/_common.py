@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from invoke.context import Context
 
     from caproni_tasks.diagnostics import Diagnostic
+    from caproni_tasks.packages.repository import NetworkOptions
 
 #: Defaults of every ``caproni.*`` invoke setting. Read through `setting`, never from
 #: ``c.config`` directly: invoke merges nested collection config one level deep only,
@@ -25,6 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "cache_dir": None,
     "config": "caproni.yaml",
     "jobs": 4,
+    # HTTP repositories (seconds): to connect, without a byte, for a whole download.
+    "http_connect_timeout": 10,
+    "http_stall_timeout": 30,
+    "http_deadline": 1800,
+    "http_retries": 2,
 }
 
 
@@ -33,6 +39,27 @@ def setting(c: Context, key: str) -> Any:
     if isinstance(section, Mapping) and section.get(key) is not None:
         return section[key]
     return DEFAULTS.get(key)
+
+
+def network_options(c: Context) -> NetworkOptions:
+    """The ``http_*`` settings as `NetworkOptions` (a bad value stops the task)."""
+    from caproni_tasks.packages.repository import NetworkOptions
+
+    values: dict[str, float] = {}
+    for key in ("connect_timeout", "stall_timeout", "deadline", "retries"):
+        raw = setting(c, f"http_{key}")
+        try:
+            values[key] = int(raw) if key == "retries" else float(raw)
+        except (TypeError, ValueError):
+            fail(f"error: caproni.http_{key} must be a number, not {raw!r}")
+        if values[key] < 0 or (values[key] == 0 and key != "retries"):
+            fail(f"error: caproni.http_{key} must be a positive number")
+    return NetworkOptions(
+        connect_timeout=values["connect_timeout"],
+        stall_timeout=values["stall_timeout"],
+        deadline=values["deadline"],
+        retries=int(values["retries"]),
+    )
 
 
 def project_dir(c: Context) -> Path:

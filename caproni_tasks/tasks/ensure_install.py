@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from invoke.context import Context
 from invoke.tasks import task
 
-from caproni_tasks.tasks._common import fail, project_dir, setting, setting_path
+from caproni_tasks.tasks._common import (
+    fail,
+    network_options,
+    project_dir,
+    setting,
+    setting_path,
+)
 
 if TYPE_CHECKING:
     from caproni_tasks.packages.installer import Desired, InstallResult
@@ -199,7 +205,7 @@ def _repository_factory(
     def factory() -> Repository:
         if not opened:
             choice = source.service_url(cli_url, setting(c, "service_url"), project_dir(c))
-            opened.append(choice.open())
+            opened.append(choice.open(network_options(c)))
         return opened[0]
 
     return factory

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.tasks import task
 
-from caproni_tasks.tasks._common import fail, listed, project_dir, setting
+from caproni_tasks.tasks._common import fail, listed, network_options, project_dir, setting
 
 if TYPE_CHECKING:
     from invoke.context import Context
@@ -55,14 +55,14 @@ def _open(c: Context, repo: str) -> Repository:
     from caproni_tasks.packages.repository import open_repository
 
     if repo:
-        return open_repository(repo, base_dir=Path.cwd())
+        return open_repository(repo, base_dir=Path.cwd(), network=network_options(c))
     configured = setting(c, "service_url")
     if not configured:
         fail(
             "error: no repository: pass --repo URL-or-directory, or set caproni.service_url "
             "in invoke.yaml"
         )
-    return open_repository(str(configured), base_dir=project_dir(c))
+    return open_repository(str(configured), base_dir=project_dir(c), network=network_options(c))
 
 
 def _open_writable(c: Context, repo: str) -> WritableRepository:
