@@ -149,14 +149,30 @@ def _read(path: Path, name: str, result: LoadResult, *, required: bool) -> str |
             Diagnostic.error(name, 0, 0, "unreadable", "is a directory, not a config file")
         )
     except UnicodeDecodeError as exc:
+        data = bytes(exc.object)
+        line, column = _byte_position(data, exc.start)
         result.diagnostics.append(
-            Diagnostic.error(name, 0, 0, "unreadable", f"not UTF-8 text: {exc.reason}")
+            Diagnostic.error(
+                name,
+                line,
+                column,
+                "unreadable",
+                f"not UTF-8 text: byte 0x{data[exc.start]:02x} ({exc.reason}); "
+                "save the file as UTF-8",
+            )
         )
     except OSError as exc:
         result.diagnostics.append(
             Diagnostic.error(name, 0, 0, "unreadable", f"cannot read the file: {exc.strerror}")
         )
     return None
+
+
+def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of byte *offset* of undecodable *data*."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    prefix = data[line_start:offset].decode("utf-8", errors="replace")
+    return data.count(b"\n", 0, offset) + 1, len(prefix) + 1
 
 
 def _ignored_notice(doc: Any, result: LoadResult) -> tuple[str, ...]:

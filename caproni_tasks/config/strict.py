@@ -166,6 +166,13 @@ class Checker:
         except YAMLValidationError as exc:
             self._report(exc, node, path)
             return INVALID
+        except Exception as exc:  # strictyaml failing on an odd value: still a diagnostic
+            self.error(
+                path,
+                "invalid-value",
+                f"cannot check this value (the YAML library failed: {type(exc).__name__}: {exc})",
+            )
+            return INVALID
         return self._fill(node, data, path)
 
     def check_root(self, node: Struct) -> dict[str, Any]:

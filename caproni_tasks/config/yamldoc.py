@@ -47,17 +47,45 @@ def unchecked() -> Any:
     return _unchecked_class()()
 
 
-def parse_yaml(text: str, name: str) -> tuple[ParsedFile | None, list[Diagnostic]]:
-    """Parse without a schema; YAML syntax problems come back as diagnostics."""
-    import strictyaml
-    from strictyaml.ruamel.comments import CommentedMap
-    from strictyaml.ruamel.error import MarkedYAMLError
+#: Deepest nesting of mappings and lists accepted. Real configs stay under ten levels;
+#: the limit keeps the recursive YAML library and validators far from Python's stack
+#: limit, so a pathological file is one diagnostic, not a RecursionError.
+MAX_DEPTH = 50
 
+#: What YAML 1.2 allows in a stream (the "printable" set); anything else is refused
+#: before the parser sees it (strictyaml crashes on ruamel's ReaderError).
+_NOT_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def parse_yaml(text: str, name: str) -> tuple[ParsedFile | None, list[Diagnostic]]:
+    """Parse without a schema; YAML syntax problems come back as diagnostics.
+
+    This is the one place the YAML library reads text, and it never raises for what
+    the text contains: characters YAML does not allow, nesting deeper than `MAX_DEPTH`,
+    and failures inside strictyaml or ruamel are all diagnostics with line and column.
+    """
+    text = text.removeprefix("\ufeff")  # a byte order mark is not content
+    problem = _character_problem(text, name)
+    if problem is not None:
+        return None, [problem]
+    if _bracket_depth(text) > MAX_DEPTH:
+        # Deep flow nesting makes ruamel's scanner quadratic and its composer recurse:
+        # the event parser decides first, stopping at the first level too deep.
+        problem = _structure_problem(text, name)
+        if problem is not None:
+            return None, [problem]
     try:
-        loaded = strictyaml.dirty_load(text, unchecked(), label=name, allow_flow_style=True)
-    except MarkedYAMLError as exc:
-        return None, [_syntax_diagnostic(exc, name)]
-    root = loaded.as_marked_up()
+        root = _load(text, name)
+    except _SyntaxProblem as problem_:
+        return None, [problem_.diagnostic]
+    except RecursionError:
+        return None, [_structure_problem(text, name) or _too_deep(name, 1, 1)]
+    except Exception as exc:  # a bug of the YAML library on odd input: still located
+        return None, [_structure_problem(text, name) or _library_failure(name, exc)]
+    from strictyaml.ruamel.comments import CommentedMap
+
     if isinstance(root, str) and _only_comments(text):
         return ParsedFile(name, None), []
     if not isinstance(root, CommentedMap):
@@ -67,7 +95,172 @@ def parse_yaml(text: str, name: str) -> tuple[ParsedFile | None, list[Diagnostic
                 name, 1, 1, "config-not-mapping", f"expected a mapping of keys; found {found}"
             )
         ]
+    deep = _deepest(root)
+    if deep is not None:
+        return None, [_too_deep(name, deep[0] + 1, deep[1] + 1)]
     return ParsedFile(name, root), []
+
+
+class _SyntaxProblem(Exception):
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def _load(text: str, name: str) -> Any:
+    import strictyaml
+    from strictyaml.ruamel.error import MarkedYAMLError
+
+    try:
+        loaded = strictyaml.dirty_load(text, unchecked(), label=name, allow_flow_style=True)
+    except MarkedYAMLError as exc:
+        raise _SyntaxProblem(_syntax_diagnostic(exc, name)) from None
+    return loaded.as_marked_up()
+
+
+def _character_problem(text: str, name: str) -> Diagnostic | None:
+    found = _NOT_PRINTABLE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    line, column = _line_column(text, found.start())
+    code = f"U+{ord(char):04X}"
+    if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F:
+        what = "a NUL byte" if char == "\x00" else f"control character {code}"
+    elif 0xD800 <= ord(char) <= 0xDFFF:
+        what = f"an unpaired surrogate {code}"
+    else:
+        what = f"character {code}"
+    return Diagnostic.error(
+        name,
+        line,
+        column,
+        "yaml-syntax",
+        f"invalid YAML: {what} is not allowed in a YAML file; remove it",
+    )
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _bracket_depth(text: str) -> int:
+    """An upper bound of the flow nesting depth (brackets inside text count too)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of *offset* (lines end at ``\\n``)."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+def _too_deep(name: str, line: int, column: int) -> Diagnostic:
+    return Diagnostic.error(
+        name,
+        line,
+        column,
+        "yaml-too-deep",
+        f"mappings and lists nested more than {MAX_DEPTH} levels deep: flatten the structure",
+    )
+
+
+def _library_failure(name: str, exc: Exception) -> Diagnostic:
+    return Diagnostic.error(
+        name,
+        1,
+        1,
+        "yaml-syntax",
+        f"invalid YAML: the YAML parser cannot read this file ({type(exc).__name__}: {exc})",
+    )
+
+
+def _deepest(root: Any) -> tuple[int, int] | None:
+    """(line, column), 0-based, of the first container nested deeper than `MAX_DEPTH`."""
+    from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
+
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            lc = getattr(node, "lc", None)
+            return (getattr(lc, "line", 0) or 0, getattr(lc, "col", 0) or 0)
+        if isinstance(node, CommentedMap):
+            children = list(node.values())
+        elif isinstance(node, CommentedSeq):
+            children = list(node)
+        else:
+            continue
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+@dataclass
+class _Frame:
+    """An open container in the event stream: its keys so far (None for a list)."""
+
+    keys: set[str] | None
+    expect_key: bool = True
+
+
+def _structure_problem(text: str, name: str) -> Diagnostic | None:
+    """Explain a file the YAML library failed on, from the parser's event stream.
+
+    The event parser is a state machine (no recursion), so it gets through what the
+    recursive loader cannot: it finds nesting beyond `MAX_DEPTH`, duplicate keys (which
+    make strictyaml's comment handling crash when blank lines separate them) and the
+    syntax error itself, with its position.
+    """
+    from strictyaml.ruamel import events
+    from strictyaml.ruamel.error import MarkedYAMLError
+    from strictyaml.ruamel.loader import SafeLoader
+    from strictyaml.ruamel.main import parse
+    from strictyaml.ruamel.reader import ReaderError
+
+    frames: list[_Frame] = []
+    try:
+        for event in parse(text, Loader=SafeLoader):
+            if isinstance(event, events.MappingEndEvent | events.SequenceEndEvent):
+                frames.pop()
+                continue
+            if not isinstance(event, events.NodeEvent):
+                continue  # stream and document boundaries
+            mark = event.start_mark
+            is_key = False
+            if frames and frames[-1].keys is not None:
+                is_key = frames[-1].expect_key
+                frames[-1].expect_key = not is_key
+            if isinstance(event, events.MappingStartEvent | events.SequenceStartEvent):
+                if len(frames) + 1 > MAX_DEPTH:
+                    return _too_deep(name, mark.line + 1, mark.column + 1)
+                mapping = isinstance(event, events.MappingStartEvent)
+                frames.append(_Frame(set() if mapping else None))
+            elif isinstance(event, events.ScalarEvent) and is_key:
+                keys = frames[-1].keys
+                assert keys is not None
+                if event.value in keys:
+                    return Diagnostic.error(
+                        name,
+                        mark.line + 1,
+                        mark.column + 1,
+                        "yaml-syntax",
+                        f"duplicate key '{event.value}' found",
+                    )
+                keys.add(event.value)
+    except MarkedYAMLError as exc:
+        return _syntax_diagnostic(exc, name)
+    except ReaderError as exc:
+        line, column = _line_column(text, int(getattr(exc, "position", 0) or 0))
+        return Diagnostic.error(name, line, column, "yaml-syntax", f"invalid YAML: {exc}")
+    except RecursionError:
+        return None
+    return None
 
 
 def _only_comments(text: str) -> bool:
@@ -82,8 +275,8 @@ def _only_comments(text: str) -> bool:
 def _syntax_diagnostic(exc: Any, name: str) -> Diagnostic:
     from strictyaml import exceptions as sx
 
-    problem = str(exc.problem or "").strip()
-    mark = exc.problem_mark
+    problem = str(getattr(exc, "problem", None) or "").strip()
+    mark = getattr(exc, "problem_mark", None)
     if isinstance(exc, sx.TagTokenDisallowed):
         message = "YAML tags such as !!str are not allowed: write the plain value"
     elif isinstance(exc, sx.AnchorTokenDisallowed):
@@ -91,18 +284,18 @@ def _syntax_diagnostic(exc: Any, name: str) -> Diagnostic:
             "YAML anchors and aliases (&name, *name) are not allowed; "
             "quote the value if '&' or '*' is part of the text"
         )
-        mark = exc.context_mark or mark
+        mark = getattr(exc, "context_mark", None) or mark
     elif isinstance(exc, sx.DuplicateKeysDisallowed):
         message = problem[0].lower() + problem[1:] if problem else "duplicate key"
-        mark = exc.context_mark or mark
+        mark = getattr(exc, "context_mark", None) or mark
     else:
-        context = str(exc.context or "").strip()
+        context = str(getattr(exc, "context", None) or "").strip()
         if problem.startswith("but ") and context:
             message = f"invalid YAML: {context}, {problem}"
         else:
             message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
-    line = mark.line + 1 if mark is not None else 0
-    column = mark.column + 1 if mark is not None else 0
+    line = int(getattr(mark, "line", 0) or 0) + 1
+    column = int(getattr(mark, "column", 0) or 0) + 1
     return Diagnostic.error(name, line, column, "yaml-syntax", message)
 
 
