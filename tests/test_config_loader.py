@@ -516,3 +516,13 @@ def test_the_documented_examples_load() -> None:
     assert server.watch == ("src/**",)
     assert server.directory == Path("/project/repos/api")
     assert processes(result, "api")["worker"].depends_on == (ProcessRef("api", "server"),)
+
+
+def test_cache_entries_are_written_whole_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "caproni.yaml"
+    path.write_text(EXAMPLE.read_text())
+    assert load_config(path).ok
+    entries = list(cache_dir().iterdir())
+    assert [e.suffix for e in entries] == [".json"]  # no temporary file left behind
+    assert entries[0].stat().st_mode & 0o777 == 0o600
+    assert load_config(path).ok  # read back

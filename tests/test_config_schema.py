@@ -115,10 +115,29 @@ def test_schema_task_prints_the_schema() -> None:
 
 
 def test_schema_task_writes_a_file(tmp_path: Path) -> None:
-    target = tmp_path / "schemas" / "caproni.schema.json"
+    target = tmp_path / "caproni.schema.json"
+    target.write_text("old")
     message = run_invoke(["schema", "--output", str(target)])
     assert str(target) in message
     assert json.loads(target.read_text()) == json_schema()
+    assert [p.name for p in tmp_path.iterdir()] == ["caproni.schema.json"]  # no temp left
+
+
+@pytest.mark.parametrize("missing", ["nonexistent/dir/x.json", "file/x.json"])
+def test_schema_task_refuses_a_missing_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], missing: str
+) -> None:
+    (tmp_path / "file").write_text("a file, not a directory")
+    target = tmp_path / missing
+    program = Program(namespace=caproni_tasks.namespace(), version="test")
+    with pytest.raises(SystemExit) as info:
+        program.run(["invoke", "schema", "--output", str(target)], exit=True)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    first = tmp_path / missing.split("/")[0]
+    assert err.startswith(f"--output {target}: ")
+    assert str(first) in err and "Traceback" not in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing created
 
 
 def test_schema_task_in_a_project(

@@ -16,12 +16,11 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from caproni_tasks.atomicfile import write_atomic
 from caproni_tasks.config import model
 from caproni_tasks.diagnostics import Diagnostic, Severity
 
@@ -90,14 +89,10 @@ def write_cached(key: str, config: model.CaproniConfig, diagnostics: list[Diagno
     }
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(payload, out)
-        os.replace(temporary, directory / f"{key}.json")
+        write_atomic(directory / f"{key}.json", json.dumps(payload), mode=0o600, durable=False)
         _prune(directory)
     except OSError:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(temporary)
+        pass
 
 
 def _prune(directory: Path) -> None:

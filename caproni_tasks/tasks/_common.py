@@ -110,3 +110,24 @@ def use_color(stream: Any = None) -> bool:
     if os.environ.get("NO_COLOR"):
         return False
     return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def output_path(value: str, option: str) -> Path:
+    """A file the user asked a task to write, refused (exit 2) unless its directory exists.
+
+    Tools do not create directories nobody asked for: a typo in ``--output`` must not
+    leave a tree of new directories behind.
+    """
+    if not value.strip():
+        fail(f"{option}: empty path", 2)
+    path = Path(value).expanduser().absolute()
+    if path.is_dir():
+        fail(f"{option} {value}: is a directory; name a file", 2)
+    if not path.parent.is_dir():
+        missing = path.parent
+        while not missing.parent.is_dir() and missing.parent != missing:
+            missing = missing.parent
+        if missing.exists():
+            fail(f"{option} {value}: {missing} is not a directory", 2)
+        fail(f"{option} {value}: directory {missing} does not exist (create it first)", 2)
+    return path

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from invoke.context import Context
 from invoke.tasks import task
 
-from caproni_tasks.tasks._common import fail
+from caproni_tasks.atomicfile import write_atomic
+from caproni_tasks.tasks._common import fail, output_path
 
 
 @task(
@@ -26,12 +25,9 @@ def schema(c: Context, output: str = "") -> None:
     if not output:
         sys.stdout.write(text)
         return
-    target = Path(output).expanduser()
+    target = output_path(output, "--output")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(target)
+        write_atomic(target, text)
     except OSError as exc:
         fail(f"cannot write {target}: {exc.strerror or exc}")
     print(f"wrote {target}")
