@@ -12,6 +12,7 @@ from typing import Any
 
 from caproni_tasks.config.model import CaproniConfig
 from caproni_tasks.diagnostics import Diagnostic, Severity, has_errors
+from caproni_tasks.userfiles import read_regular_text
 
 __all__ = ["LoadResult", "load_config", "load_text", "overlay_path"]
 
@@ -136,7 +137,7 @@ def load_text(
 
 def _read(path: Path, name: str, result: LoadResult, *, required: bool) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular_text(path)
     except FileNotFoundError:
         if required:
             result.diagnostics.append(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from caproni_tasks.diagnostics import Diagnostic
+from caproni_tasks.userfiles import read_regular_file
 
 __all__ = ["LintReport", "is_config_file", "lint_files", "read_source"]
 
@@ -35,7 +36,7 @@ def read_source(path: Path, shown: str, *, missing_hint: str = "") -> str | Diag
     without Python's ``[Errno N]`` decoration.
     """
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         return Diagnostic.error(shown, 0, 0, "file-not-found", f"no such file{missing_hint}")
     except OSError as exc:

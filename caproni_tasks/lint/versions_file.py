@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from caproni_tasks.diagnostics import Diagnostic
+from caproni_tasks.userfiles import read_regular_text
 
 if TYPE_CHECKING:
     from caproni_tasks.ensure import Pin
@@ -46,10 +47,13 @@ def lint_versions_file(path: Path, text: str) -> list[Diagnostic]:
         return []
     shown = _shown(versions_path, path)
     try:
-        versions_text = versions_path.read_text(encoding="utf-8")
+        versions_text = read_regular_text(versions_path)
     except FileNotFoundError:
         return []
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return [Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {reason}")]
+    except UnicodeDecodeError as exc:
         return [Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {exc}")]
     try:
         versions = parse_versions_file(versions_text)

@@ -27,7 +27,7 @@ from caproni_tasks.packages.planning import (
     plan_actions,
     subdir_problem,
 )
-from caproni_tasks.packages.state import RootState
+from caproni_tasks.packages.state import RootState, StateError
 
 if TYPE_CHECKING:
     from caproni_tasks.packages.cache import InstanceCache
@@ -102,7 +102,10 @@ class Installer:
     ) -> Plan:
         """What a run would do, from the state records (and file stats in paranoid modes)."""
         state = state if state is not None else load_state(self.root)
-        return plan_actions(self.root, state, desired, paranoid)
+        try:
+            return plan_actions(self.root, state, desired, paranoid)
+        except StateError as exc:
+            raise InstallError(str(exc), exc.error_code) from None
 
     def ensure(
         self, desired: Sequence[Desired], paranoid: str = "NotParanoid", *, dry_run: bool = False
@@ -130,7 +133,10 @@ class Installer:
             clean_leftovers(state)
             if not plan.is_noop:
                 checkpoint = self._checkpoint or type(self).default_checkpoint
-                Execution(self, state, plan, result, checkpoint).execute()
+                try:
+                    Execution(self, state, plan, result, checkpoint).execute()
+                except StateError as exc:
+                    raise InstallError(str(exc), exc.error_code) from None
             return result
         finally:
             lock.release()

@@ -355,9 +355,14 @@ class LocalRepository:
         return self.read_index(package).describe()
 
     def packages(self) -> list[str]:
-        """Every package in the repository, sorted."""
+        """Every package in the repository, sorted; a missing repository is an error
+        (an empty list would hide a mistyped path)."""
         if not self._root.is_dir():
-            return []
+            what = "is not a directory" if self._root.exists() else "does not exist"
+            raise RepositoryError(
+                f"repository {self._root} {what}: check the path, or publish a package "
+                "into it first (pkg.create / pkg.register)"
+            )
         found = [
             index.parent.relative_to(self._root).as_posix()
             for index in self._root.rglob(INDEX_FILE)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from caproni_tasks.packages.installer import Desired
+from caproni_tasks.userfiles import read_regular_text
 
 if TYPE_CHECKING:
     from caproni_tasks.ensure import EnsureFile, Pin, VersionsFile
@@ -58,12 +59,16 @@ class EnsureSource:
         from caproni_tasks.ensure import EnsureFileError, EnsureParseError, parse
 
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_regular_text(path)
         except FileNotFoundError:
             raise PinningError(
                 f"ensure file {path} does not exist (set --ensure-file or caproni.ensure_file)"
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            raise PinningError(
+                f"cannot read ensure file {path}: {exc.strerror or exc}", "io_error"
+            ) from None
+        except UnicodeDecodeError as exc:
             raise PinningError(f"cannot read ensure file {path}: {exc}", "io_error") from None
         try:
             parsed = parse(text, filename=str(path))
@@ -174,13 +179,17 @@ def read_versions_file(path: Path) -> VersionsFile:
     from caproni_tasks.ensure import EnsureFileError, parse_versions_file
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path)
     except FileNotFoundError:
         raise PinningError(
             f"versions file {path} does not exist: run 'invoke ensure.resolve' to create it",
             "bad_argument_error",
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise PinningError(
+            f"cannot read versions file {path}: {exc.strerror or exc}", "io_error"
+        ) from None
+    except UnicodeDecodeError as exc:
         raise PinningError(f"cannot read versions file {path}: {exc}", "io_error") from None
     try:
         return parse_versions_file(text)

@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "http_stall_timeout": 30,
     "http_deadline": 1800,
     "http_retries": 2,
+    "max_package_size": None,  # bytes a package may unpack to (PackageLimits' default)
+    "max_compression_ratio": None,  # unpacked:packed beyond which a package is refused
 }
 
 

@@ -131,26 +131,9 @@ def _unified_diff(name: str, before: str, after: str) -> str:
 
 
 def _replace_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside the target, then rename it over it."""
-    import contextlib
-    import os
-    import tempfile
+    """Rewrite the file in one rename, keeping its mode and (where allowed) its owner."""
+    from caproni_tasks.atomicfile import write_atomic
 
     target = path.resolve()
     status = target.stat()
-    mode = status.st_mode & 0o7777
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        if (status.st_uid, status.st_gid) != (os.getuid(), os.getgid()):
-            # Keep the owner too where allowed (e.g. root formatting a user's file).
-            with contextlib.suppress(OSError):
-                os.chown(temp_name, status.st_uid, status.st_gid)
-        os.chmod(temp_name, mode)
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_atomic(target, text, mode=status.st_mode & 0o7777, owner_of=status)

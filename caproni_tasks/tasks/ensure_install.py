@@ -16,6 +16,7 @@ from invoke.tasks import task
 from caproni_tasks.tasks._common import (
     fail,
     network_options,
+    output_path,
     project_dir,
     setting,
     setting_path,
@@ -64,7 +65,7 @@ def install(
     from caproni_tasks.packages.pinning import PinningError, desired_from
     from caproni_tasks.packages.progress import make_reporter
 
-    json_path = Path(json).absolute() if json else None
+    json_path = output_path(json, "--json") if json else None
     if paranoid and paranoid not in PARANOID_MODES:
         fail(f"--paranoid {paranoid!r}: choose one of {', '.join(PARANOID_MODES)}")
     try:
@@ -82,6 +83,7 @@ def install(
                 reporter=reporter,
                 lock_timeout=float(lock_timeout),
                 on_lock_wait=lambda: _say_waiting(setting_path(c, "root", root), lock_timeout),
+                limits=_package_limits(c),
             )
             result = installer.ensure(desired, mode, dry_run=dry_run)
         finally:
@@ -256,8 +258,32 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
     from caproni_tasks.packages.state import atomic_write_text
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json_module.dumps(data, indent=2, sort_keys=True) + "\n")
     except OSError as exc:
         problem = f"cannot write the --json file {path}: {exc.strerror or exc}"
         fail(f"{data['error']}\n{problem}" if "error" in data else problem)
+
+
+def _package_limits(c: Context) -> Any:
+    """`PackageLimits` from the ``caproni.max_package_size`` / ``max_compression_ratio``
+    settings (bytes, and unpacked:packed)."""
+    from caproni_tasks.packages.format import PackageLimits
+
+    defaults = PackageLimits()
+    values: dict[str, float] = {}
+    for key, default in (
+        ("max_package_size", defaults.max_total_size),
+        ("max_compression_ratio", defaults.max_ratio),
+    ):
+        raw = setting(c, key)
+        try:
+            value = float(raw) if raw is not None else float(default)
+        except (TypeError, ValueError):
+            fail(f"setting caproni.{key} must be a number, not {raw!r}", 2)
+        if not value > 0:
+            fail(f"setting caproni.{key} must be positive, not {raw!r}", 2)
+        values[key] = value
+    return PackageLimits(
+        max_total_size=int(values["max_package_size"]),
+        max_ratio=values["max_compression_ratio"],
+    )
