@@ -9,9 +9,13 @@
    Target: cold <= 1.5x unzip, warm <= unzip.
 
 Rounds are interleaved (unzip, cold, warm, unzip, …) so background load hits all
-alike; medians are reported. Usage::
+alike; medians are reported. ``--baseline DIR`` (a checkout of another commit, e.g.
+``git worktree add /tmp/base HEAD~5``) adds its cold and warm installs to every round,
+so a change's cost (e.g. the fsyncs of a durable commit) is measured side by side.
+Usage::
 
     python bench/bench_install.py [--rounds 5] [--noop-rounds 15] [--mib 100] [--files 2000]
+                                  [--baseline DIR] [--skip-noop]
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def median(values: list[float]) -> float:
 
 
 def bench_install(
-    work: Path, env: dict[str, str], rounds: int, mib: int, files: int
+    work: Path, env: dict[str, str], rounds: int, mib: int, files: int, baseline: Path | None
 ) -> dict[str, list[float]]:
     src = work / "src"
     make_tree(src, mib << 20, files)
@@ -82,24 +86,34 @@ def bench_install(
     print(f"package: {files} files, {mib} MiB unpacked, {size / 2**20:.1f} MiB zipped")
 
     invoke = [sys.executable, "-m", "invoke", "ensure"]
-    results: dict[str, list[float]] = {"unzip": [], "cold": [], "warm": []}
     cache = project / "cache"
     commands = {
         "unzip": ["unzip", "-q", str(package), "-d", "u"],
         "cold": [*invoke, "--root", "r1", "--cache-dir", str(cache)],
         "warm": [*invoke, "--root", "r2", "--cache-dir", str(cache)],
     }
+    envs = dict.fromkeys(commands, env)
+    if baseline is not None:
+        base_env = {**env, "PYTHONPATH": str(baseline)}
+        base_cache = project / "base-cache"
+        commands["base-cold"] = [*invoke, "--root", "b1", "--cache-dir", str(base_cache)]
+        commands["base-warm"] = [*invoke, "--root", "b2", "--cache-dir", str(base_cache)]
+        envs.update({"base-cold": base_env, "base-warm": base_env})
+    results: dict[str, list[float]] = {name: [] for name in commands}
     for i in range(rounds):
-        for path in (project / "u", project / "r1", project / "r2", cache):
-            shutil.rmtree(path, ignore_errors=True)
+        for name in ("u", "r1", "r2", "b1", "b2", "cache", "base-cache"):
+            shutil.rmtree(project / name, ignore_errors=True)
         # Deleting 300 MB makes the file system busy for a while (journal, discard):
         # let it settle so the first command of the round is not the one paying.
         subprocess.run(["sync"], check=False)
         time.sleep(SETTLE_SECONDS)
         # Rotate unzip's place in the round; cold always precedes warm (it fills the cache).
         order = ["unzip", "cold", "warm"] if i % 2 == 0 else ["cold", "warm", "unzip"]
+        if baseline is not None:
+            pair = ["base-cold", "base-warm"]
+            order = [*pair, *order] if i % 2 == 0 else [*order, *pair]
         for name in order:
-            results[name].append(timed(commands[name], project, env))
+            results[name].append(timed(commands[name], project, envs[name]))
     return results
 
 
@@ -145,6 +159,8 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=None, help="work directory (default: a temp dir)"
     )
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare")
+    parser.add_argument("--skip-noop", action="store_true", help="only the install benchmark")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-install-", dir=args.dir))
     env = dict(os.environ)
@@ -152,13 +168,14 @@ def main() -> None:
     env["XDG_CACHE_HOME"] = str(work / "xdg-cache")
     check: Callable[[bool], str] = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
     try:
-        noop = bench_noop(work, env, args.noop_rounds)
-        ratio = median([n / li for n, li in zip(noop["noop"], noop["list"], strict=True)])
-        print(show("invoke --list", noop["list"]))
-        print(show("invoke ensure (no-op, 50)", noop["noop"]))
-        print(f"no-op / list = {ratio:.2f}  (target <= 2.0: {check(ratio <= 2.0)})")
-        print()
-        install = bench_install(work, env, args.rounds, args.mib, args.files)
+        if not args.skip_noop:
+            noop = bench_noop(work, env, args.noop_rounds)
+            ratio = median([n / li for n, li in zip(noop["noop"], noop["list"], strict=True)])
+            print(show("invoke --list", noop["list"]))
+            print(show("invoke ensure (no-op, 50)", noop["noop"]))
+            print(f"no-op / list = {ratio:.2f}  (target <= 2.0: {check(ratio <= 2.0)})")
+            print()
+        install = bench_install(work, env, args.rounds, args.mib, args.files, args.baseline)
         # Ratios per round (same moment, same disk state), then their median.
         cold = median([c / u for c, u in zip(install["cold"], install["unzip"], strict=True)])
         warm = median([w / u for w, u in zip(install["warm"], install["unzip"], strict=True)])
@@ -168,6 +185,12 @@ def main() -> None:
         print("ratios are medians of per-round ratios")
         print(f"cold / unzip = {cold:.2f}  (target <= 1.5: {check(cold <= 1.5)})")
         print(f"warm / unzip = {warm:.2f}  (target <= 1.0: {check(warm <= 1.0)})")
+        if args.baseline is not None:
+            for kind in ("cold", "warm"):
+                this, base = install[kind], install[f"base-{kind}"]
+                print(show(f"baseline ({kind} cache)", base))
+                change = median([t / b for t, b in zip(this, base, strict=True)])
+                print(f"{kind} / baseline {kind} = {change:.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
