@@ -110,13 +110,42 @@ async def test_on_failure_policy_leaves_a_clean_exit_alone(tmp_path: Path) -> No
     assert "done" in out.lines_of("ok")
 
 
-async def test_always_policy_restarts_a_clean_exit(tmp_path: Path) -> None:
+async def test_always_policy_restarts_a_clean_exit_without_counting_it(tmp_path: Path) -> None:
+    """Exit 0 under `always` is not a crash: restarts go on past max_restarts, still
+    paced by the backoff (each start waits at least the growing delay)."""
     starts = tmp_path / "starts"
     specs = [spec("loop", _stamp(starts), tmp_path, restart="always", max_restarts=2)]
-    async with supervising("r", specs) as (sup, _out, _):
+    backoff = BackoffPolicy(base=0.05, factor=2.0, cap=1.0)
+    async with supervising("r", specs, backoff=backoff) as (sup, out, _):
+        process = sup.processes[ProcessRef("r", "loop")]
+        await async_wait_until(lambda: len(_starts(starts)) >= 6)
+        assert process.state != ProcessState.FAILED
+        assert process.backoff.crashes == 0
+    times = _starts(starts)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    for gap, delay in zip(gaps, [0.05, 0.1, 0.2, 0.4, 0.8], strict=False):
+        assert gap >= delay * 0.9, (gaps, times)
+    assert "failed after" not in out.text
+
+
+async def test_always_policy_still_gives_up_on_crashes(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    specs = [spec("loop", f"{_stamp(starts)}; exit 3", tmp_path, restart="always", max_restarts=2)]
+    async with supervising("r", specs) as (sup, out, _):
         process = sup.processes[ProcessRef("r", "loop")]
         await async_wait_until(lambda: process.state == ProcessState.FAILED)
     assert len(_starts(starts)) == 3
+    assert "exit 3; failed after 2 restarts in a row" in out.text
+
+
+def test_backoff_paces_clean_exits_without_counting_them() -> None:
+    backoff = Backoff(BackoffPolicy(base=0.5, factor=2, cap=30, healthy_after=60))
+    assert [backoff.next_delay(crash=False) for _ in range(3)] == [0.5, 1, 2]
+    assert backoff.crashes == 0
+    assert backoff.next_delay() == 4  # a crash after quick clean exits: paced alike
+    assert backoff.crashes == 1
+    backoff.record_exit(ran_for=61)
+    assert (backoff.crashes, backoff.next_delay(crash=False)) == (0, 0.5)
 
 
 async def test_unstartable_directory_is_reported_not_raised(tmp_path: Path) -> None:

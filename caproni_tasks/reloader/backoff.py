@@ -27,23 +27,35 @@ class BackoffPolicy:
 
 
 class Backoff:
-    """The consecutive-crash counter of one process and the delay before its next start."""
+    """The restart counters of one process and the delay before its next start.
+
+    ``crashes`` counts crash restarts in a row (what ``max_restarts`` limits); ``streak``
+    counts every restart since the last healthy run, crash or clean exit, and sets the
+    delay — so a process that exits 0 at once under ``restart: always`` is paced like a
+    crashing one without ever being declared failed.
+    """
 
     def __init__(self, policy: BackoffPolicy) -> None:
         self.policy = policy
         self.crashes = 0  # consecutive crash restarts since the last healthy run
+        self.streak = 0  # restarts of any kind since the last healthy run
 
     def record_exit(self, ran_for: float) -> None:
         """Account for an exit after ``ran_for`` seconds of running."""
         if ran_for >= self.policy.healthy_after:
-            self.crashes = 0
+            self.reset()
 
-    def next_delay(self) -> float:
-        """The delay before the next restart; counts it as one more crash restart."""
-        delay = min(self.policy.cap, self.policy.base * self.policy.factor**self.crashes)
-        self.crashes += 1
+    def next_delay(self, *, crash: bool = True) -> float:
+        """The delay before the next restart; counts it as one more restart, and as one
+        more crash restart unless ``crash`` is False (a clean exit)."""
+        delay = min(self.policy.cap, self.policy.base * self.policy.factor**self.streak)
+        self.streak += 1
+        if crash:
+            self.crashes += 1
         return delay
 
     def reset(self) -> None:
-        """Forget past crashes (a deliberate restart: a file or variable changed)."""
+        """Forget past restarts (a healthy run, or a deliberate restart: a file or
+        variable changed)."""
         self.crashes = 0
+        self.streak = 0

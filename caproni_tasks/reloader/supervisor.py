@@ -226,8 +226,11 @@ class ManagedProcess:
         self.backoff.record_exit(ran_for)
         policy = self.spec.restart
         wants_restart = policy == "always" or (policy == "on-failure" and code != 0)
-        if wants_restart and self.backoff.crashes < self.spec.max_restarts:
-            delay = self.backoff.next_delay()
+        # A clean exit restarted by `always` is not a crash: it never counts toward
+        # max_restarts (its restarts are still paced by the backoff: no hot loop).
+        crash = code != 0
+        if wants_restart and (not crash or self.backoff.crashes < self.spec.max_restarts):
+            delay = self.backoff.next_delay(crash=crash)
             self._set(ProcessState.BACKOFF)
             self.event(f"{describe_exit(code)}; restarting in {delay:.3g}s", error=code != 0)
             if await self._wait_change(delay):
