@@ -400,9 +400,7 @@ class _Body:
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         self._expected = None if decoded and encoded else _content_length(response)
         self._received = 0
-        self._chunks: Iterator[bytes] = (
-            response.iter_bytes(CHUNK) if decoded else response.iter_raw(CHUNK)
-        )
+        self._chunks: Iterator[bytes] = response.iter_bytes() if decoded else response.iter_raw()
         self._pending = b""
 
     def read(self, size: int = -1, /) -> bytes:
