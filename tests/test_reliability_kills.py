@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from helpers_packages import File, FileSpec, Link, publish
 
 from caproni_tasks.packages.cache import InstanceCache
@@ -89,10 +90,13 @@ def _actual(root: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.timeout(max(120, KILLS * 4))
 def test_random_kills_never_lose_or_leave_files(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     repo_dir = tmp_path / "repo"
-    ids = {key: publish(repo_dir, f"t/{key.split('@')[0]}", files) for key, files in VERSIONS.items()}
+    ids = {
+        key: publish(repo_dir, f"t/{key.split('@')[0]}", files) for key, files in VERSIONS.items()
+    }
     root, cache = tmp_path / "root", tmp_path / "cache"
     repo = LocalRepository(repo_dir)
     installer = Installer(root, InstanceCache(cache), lambda: repo)

@@ -304,9 +304,7 @@ def test_pkg_register_of_a_deep_manifest_is_an_error_not_a_traceback(
     package = raw_package(tmp_path / "deep.zip", [("a", "x")], manifest=DEEP)
     program = Program(namespace=caproni_tasks.namespace(), version="test")
     with pytest.raises(SystemExit) as stop:
-        program.run(
-            ["invoke", "pkg.register", str(package), "--repo", str(tmp_path / "r")]
-        )
+        program.run(["invoke", "pkg.register", str(package), "--repo", str(tmp_path / "r")])
     assert stop.value.code == 1
     err = capsys.readouterr().err
     assert "nested deeper than" in err and "Traceback" not in err
