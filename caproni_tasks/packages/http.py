@@ -454,14 +454,24 @@ def _new_client(connect_timeout: float, stall_timeout: float) -> httpx.Client:
 def _ssl_context() -> ssl.SSLContext:
     """The system's trusted certificates, as Python's own clients use (so a company CA
     installed there works; OpenSSL honours ``SSL_CERT_FILE``/``SSL_CERT_DIR``); certifi's
-    only where the system offers none (e.g. a python.org build on macOS)."""
+    only where the system offers none (e.g. a python.org build on macOS).
+
+    Loading a CA bundle costs tens of milliseconds, so one context (thread safe) serves
+    every repository of the process, per value of those two variables.
+    """
     import os
+
+    return _ssl_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
     import ssl
 
     context = ssl.create_default_context()
     if (
-        not os.environ.get("SSL_CERT_FILE")
-        and not os.environ.get("SSL_CERT_DIR")
+        not cert_file
+        and not cert_dir
         and not context.get_ca_certs()
         and not ssl.get_default_verify_paths().capath
     ):
