@@ -21,7 +21,7 @@ from test_install_core import plant, tree
 
 import caproni_tasks
 from caproni_tasks.packages.cache import InstanceCache
-from caproni_tasks.packages.format import PackageLimits, PackageReader
+from caproni_tasks.packages.format import PackageFormatError, PackageLimits, PackageReader
 from caproni_tasks.packages.installer import Desired, Installer, InstallError
 from caproni_tasks.packages.local import LocalRepository
 from caproni_tasks.packages.state import RootState
@@ -240,10 +240,10 @@ def test_limits_are_configurable_and_count_the_whole_package(tmp_path: Path) -> 
     with PackageReader(package):  # the defaults let 3 MiB of zeros through
         pass
     strict = PackageLimits(max_ratio=10, ratio_floor=1 << 20)
-    with pytest.raises(Exception, match=r"the package would unpack .* to 3\.0 MiB \(ratio"):
+    with pytest.raises(PackageFormatError, match=r"package would unpack .* to 3\.0 MiB \(ratio"):
         PackageReader(package, limits=strict)
     small = PackageLimits(max_total_size=2 << 20)
-    with pytest.raises(Exception, match="more than the limit of 2.0 MiB"):
+    with pytest.raises(PackageFormatError, match=r"more than the limit of 2\.0 MiB"):
         PackageReader(package, limits=small)
 
 
