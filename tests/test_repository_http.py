@@ -285,3 +285,35 @@ def test_known_size_comes_from_an_index_already_read(repo_dir: Path, server: Sta
     assert LocalRepository(repo_dir).known_size("a/b", iid) == size
     assert LocalRepository(repo_dir).known_size("a/nothing", iid) is None
     repo.close()
+
+
+def test_proxies_come_from_the_environment(
+    server: StaticServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The static server stands in for a plain-HTTP proxy: it receives the absolute URL
+    # (and, not being a proxy, answers 404).
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    repo = HttpRepository("http://repository.invalid")
+    with pytest.raises(PackageNotFoundError):
+        repo.resolve_version("a/b", "latest")
+    assert server.raw_paths == ["http://repository.invalid/a/b/@index.json"]
+    monkeypatch.setenv("NO_PROXY", "repository.invalid")
+    with pytest.raises(BackendUnavailableError, match=r"cannot reach http://repository\.invalid"):
+        HttpRepository("http://repository.invalid", retries=0).resolve_version("a/b", "latest")
+
+
+def test_the_http_client_is_imported_on_first_use_only() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from caproni_tasks.packages.repository import open_repository; "
+        "repo = open_repository('http://127.0.0.1:9/r'); "
+        "print('httpx' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False"]
