@@ -52,7 +52,9 @@ _LOCK = threading.Lock()
 
 
 def url_error(url: str, message: str) -> VariableError:
-    return VariableError(ErrorCode.INVALID_ARGUMENT, f"open variable {url}: {message}")
+    # A URL with control characters (a pasted newline) is shown quoted: one line, visible.
+    shown = repr(url) if any(not c.isprintable() for c in url) else url
+    return VariableError(ErrorCode.INVALID_ARGUMENT, f"open variable {shown}: {message}")
 
 
 def register_opener(

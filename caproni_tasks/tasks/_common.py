@@ -77,11 +77,73 @@ def project_dir(c: Context) -> Path:
 
 def setting_path(c: Context, key: str, override: str | None = None) -> Path:
     """A path setting: the command-line value if given (relative to cwd), else the config
-    value (relative to the project directory)."""
+    value (relative to the project directory). A path no file can have stops the task."""
     if override:
-        return Path(override).expanduser().absolute()
-    value = Path(str(setting(c, key))).expanduser()
+        return checked_path(override, f"--{key.replace('_', '-')}").absolute()
+    value = checked_path(str(setting(c, key)), f"caproni.{key}")
     return value if value.is_absolute() else project_dir(c) / value
+
+
+#: Longest file name and path the kernel accepts (Linux and macOS: 255 and 4096 / 1024
+#: bytes); longer ones fail with ENAMETOOLONG wherever they are used.
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def checked_path(value: str, option: str) -> Path:
+    """``value`` as a path (``~`` expanded), or exit 2 with one line when it cannot name a
+    file: empty, a NUL or other control character, a name longer than `NAME_MAX` or a
+    path longer than `PATH_MAX` bytes. Every path a user types goes through here, so no
+    task meets ``ValueError: embedded null byte`` or ENAMETOOLONG later on. Control
+    characters in a typed path are a mistake, and they would garble messages."""
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    if not value:
+        fail(f"{option}: empty path", 2)
+    if "\x00" in value:
+        fail(f"{option} {shown!r}: a path cannot contain a NUL character", 2)
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        fail(f"{option} {shown!r}: control characters in a path (a stray newline or tab?)", 2)
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError as exc:  # ~user with no such user, or no home directory
+        fail(f"{option} {shown}: {exc}", 2)
+    encoded = os.fsencode(path)
+    if len(encoded) >= PATH_MAX:
+        fail(f"{option} {shown}: path too long ({len(encoded)} bytes; the limit is {PATH_MAX})", 2)
+    for part in encoded.split(b"/"):
+        if len(part) > NAME_MAX:
+            fail(
+                f"{option} {shown}: a file name is too long "
+                f"({len(part)} bytes; the limit is {NAME_MAX})",
+                2,
+            )
+    return path
+
+
+def int_option(
+    value: int | str | None,
+    option: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    default: int = 0,
+) -> int:
+    """A whole-number option given as text (``--jobs 8``), or exit 2 with one line.
+
+    Declare such options as ``str`` in the task: invoke casts ``int`` options itself and
+    a value like ``--jobs abc`` then escapes as a ``ValueError`` traceback.
+    """
+    if value is None or value == "":
+        return default
+    try:
+        number = value if isinstance(value, int) else int(str(value).strip())
+    except ValueError:
+        fail(f"{option} {str(value)!r}: expected a whole number", 2)
+    if minimum is not None and number < minimum:
+        fail(f"{option} {number}: must be at least {minimum}", 2)
+    if maximum is not None and number > maximum:
+        fail(f"{option} {number}: must be at most {maximum}", 2)
+    return number
 
 
 def listed(value: Sequence[str] | None) -> list[str]:
@@ -122,7 +184,7 @@ def output_path(value: str, option: str) -> Path:
     """
     if not value.strip():
         fail(f"{option}: empty path", 2)
-    path = Path(value).expanduser().absolute()
+    path = checked_path(value, option).absolute()
     if path.is_dir():
         fail(f"{option} {value}: is a directory; name a file", 2)
     if not path.parent.is_dir():

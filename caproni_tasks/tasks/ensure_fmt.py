@@ -8,7 +8,13 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from caproni_tasks.tasks._common import fail, listed, print_diagnostics, setting_path
+from caproni_tasks.tasks._common import (
+    checked_path,
+    fail,
+    listed,
+    print_diagnostics,
+    setting_path,
+)
 
 #: Said when the configured default file is missing, so the user knows why it was read.
 DEFAULT_FILE_HINT = (
@@ -39,7 +45,7 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
     from caproni_tasks.lint import read_source
 
     names = listed(file) + shlex.split(getattr(c, "remainder", "") or "")
-    paths = [Path(name) for name in names] or [setting_path(c, "ensure_file")]
+    paths = [checked_path(name, "--file") for name in names] or [setting_path(c, "ensure_file")]
     diagnostics: list[Diagnostic] = []
     sources: dict[str, str] = {}
     not_canonical: list[str] = []

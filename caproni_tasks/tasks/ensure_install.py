@@ -15,6 +15,7 @@ from invoke.tasks import task
 
 from caproni_tasks.tasks._common import (
     fail,
+    int_option,
     network_options,
     output_path,
     project_dir,
@@ -32,6 +33,9 @@ _COMMON_HELP = {
     "service_url": "Repository URL or directory, used when the file has no $ServiceURL "
     "(default: caproni.service_url).",
 }
+
+#: Parallel downloads and extractions beyond this only add threads.
+MAX_JOBS = 256
 
 
 @task(
@@ -56,9 +60,9 @@ def install(
     cache_dir: str | None = None,
     dry_run: bool = False,
     json: str | None = None,
-    jobs: int = 0,
+    jobs: str = "",
     paranoid: str | None = None,
-    lock_timeout: int = 600,
+    lock_timeout: str = "600",
 ) -> None:
     """Make the root match the ensure file: install, update, remove, repair packages."""
     from caproni_tasks.packages.installer import PARANOID_MODES, Installer, InstallError
@@ -66,6 +70,10 @@ def install(
     from caproni_tasks.packages.progress import make_reporter
 
     json_path = output_path(json, "--json") if json else None
+    workers = int_option(jobs, "--jobs", minimum=1, maximum=MAX_JOBS) or int_option(
+        setting(c, "jobs"), "caproni.jobs", minimum=1, maximum=MAX_JOBS, default=4
+    )
+    wait_seconds = int_option(lock_timeout, "--lock-timeout", minimum=0, default=600)
     if paranoid and paranoid not in PARANOID_MODES:
         fail(f"--paranoid {paranoid!r}: choose one of {', '.join(PARANOID_MODES)}")
     try:
@@ -79,10 +87,10 @@ def install(
                 setting_path(c, "root", root),
                 _cache(c, cache_dir),
                 repository,
-                jobs=jobs or int(setting(c, "jobs") or 4),
+                jobs=workers,
                 reporter=reporter,
-                lock_timeout=float(lock_timeout),
-                on_lock_wait=lambda: _say_waiting(setting_path(c, "root", root), lock_timeout),
+                lock_timeout=float(wait_seconds),
+                on_lock_wait=lambda: _say_waiting(setting_path(c, "root", root), wait_seconds),
                 limits=_package_limits(c),
             )
             result = installer.ensure(desired, mode, dry_run=dry_run)

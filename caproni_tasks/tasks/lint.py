@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from caproni_tasks.tasks._common import fail, listed, print_diagnostics, setting_path
+from caproni_tasks.tasks._common import (
+    checked_path,
+    fail,
+    listed,
+    print_diagnostics,
+    setting_path,
+)
 
 
 @task(
@@ -24,7 +29,7 @@ def lint(c: Context, file: list[str] | None = None, format: str = "text") -> Non
     from caproni_tasks.diagnostics import has_errors
     from caproni_tasks.lint import lint_files
 
-    paths = [Path(p) for p in listed(file)]
+    paths = [checked_path(p, "--file") for p in listed(file)]
     if not paths:
         candidates = [setting_path(c, "ensure_file"), setting_path(c, "config")]
         paths = [p for p in candidates if p.exists()]
