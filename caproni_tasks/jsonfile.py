@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "JsonShapeError", "load_object"]
+__all__ = ["MAX_DEPTH", "JsonShapeError", "json_type_name", "load_object"]
 
 #: No file of ours nests deeper than a handful of levels; this leaves ample room.
 MAX_DEPTH = 64
@@ -57,11 +57,12 @@ def load_object(raw: bytes | str, source: str, *, max_depth: int = MAX_DEPTH) ->
     except (ValueError, RecursionError) as error:
         raise JsonShapeError(f"{source}: not valid JSON: {error}") from None
     if not isinstance(data, dict):
-        raise JsonShapeError(f"{source}: expected a JSON object, found {_kind_of(data)}")
+        raise JsonShapeError(f"{source}: expected a JSON object, found {json_type_name(data)}")
     return data
 
 
-def _kind_of(value: Any) -> str:
+def json_type_name(value: object) -> str:
+    """The JSON name of a decoded value's type, for error messages that omit the value."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -70,4 +71,8 @@ def _kind_of(value: Any) -> str:
         return "a number"
     if isinstance(value, str):
         return "a string"
-    return "an array"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -39,3 +39,15 @@ def subprocess_env() -> dict[str, str]:
 def invoke_cmd() -> list[str]:
     """The invoke command line run with this interpreter (no reliance on PATH)."""
     return [sys.executable, "-m", "invoke"]
+
+
+@pytest.fixture
+def repo_dir(tmp_path: Path) -> Path:
+    """Where a test's local package repository lives (created by the first publish)."""
+    return tmp_path / "repo"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A tools root for installer tests."""
+    return tmp_path / "root"

@@ -43,16 +43,6 @@ class CountingRepository:
 
 
 @pytest.fixture
-def repo_dir(tmp_path: Path) -> Path:
-    return tmp_path / "repo"
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
-
-
-@pytest.fixture
 def make_installer(
     repo_dir: Path, root: Path, tmp_path: Path
 ) -> Callable[..., tuple[Installer, CountingRepository]]:

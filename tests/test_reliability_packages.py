@@ -12,11 +12,11 @@ import struct
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers_packages import File, FileSpec, Link, manifest_json, publish, raw_package
+from test_ensure_task import invoke, wait_for
 from test_install_core import plant, tree
 
 import caproni_tasks
@@ -27,16 +27,6 @@ from caproni_tasks.packages.local import LocalRepository
 from caproni_tasks.packages.state import RootState
 
 PAUSING_INVOKE = Path(__file__).with_name("pausing_invoke.py")
-
-
-@pytest.fixture
-def repo_dir(tmp_path: Path) -> Path:
-    return tmp_path / "repo"
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
 
 
 @pytest.fixture
@@ -100,28 +90,6 @@ def test_removing_a_package_whose_parent_became_a_link_of_another_package(
 # --- 2. an interrupted removal is finished or redone ------------------------------------
 
 
-def _invoke(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 FILES: dict[str, FileSpec] = {f"share/f{i:02}.txt": f"file {i}" for i in range(20)}
 
 
@@ -137,7 +105,7 @@ def test_killed_while_removing_then_listed_again_converges(
     env = {**subprocess_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     both = f"$ServiceURL {repo_dir.as_uri()}\nt/keep latest\nt/gone latest\n"
     (project / "tools.ensure").write_text(both)
-    assert _invoke(project, env, "ensure").returncode == 0
+    assert invoke(project, env, "ensure").returncode == 0
 
     (project / "tools.ensure").write_text(f"$ServiceURL {repo_dir.as_uri()}\nt/keep latest\n")
     marker = tmp_path / "paused"
@@ -150,19 +118,19 @@ def test_killed_while_removing_then_listed_again_converges(
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_for(lambda: marker.exists() or proc.poll() is not None, f"checkpoint {point}")
+        wait_for(lambda: marker.exists() or proc.poll() is not None, what=f"checkpoint {point}")
         assert marker.exists(), (tmp_path / "killed.log").read_text()
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
 
     (project / "tools.ensure").write_text(both)  # the package is listed again
-    done = _invoke(project, env, "ensure")
+    done = invoke(project, env, "ensure")
     assert done.returncode == 0, done.stderr
     assert "reinstalled 1" in done.stdout
     expected = {"k.txt": "k", "share/": "", **{k: str(v) for k, v in FILES.items()}}
     assert tree(project / ".tools") == expected
-    again = _invoke(project, env, "ensure", "--paranoid", "CheckIntegrity")
+    again = invoke(project, env, "ensure", "--paranoid", "CheckIntegrity")
     assert "everything is up to date (2 package(s))" in again.stdout, again.stdout
 
 
@@ -268,11 +236,11 @@ def test_bomb_limits_from_invoke_settings(
     publish(repo_dir, "t/p", {"a.txt": "x" * 5000}, refs=["latest"])
     (project / "tools.ensure").write_text(f"$ServiceURL {repo_dir.as_uri()}\nt/p latest\n")
     env = {**subprocess_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    done = _invoke(project, env, "ensure")
+    done = invoke(project, env, "ensure")
     assert done.returncode == 1
-    assert "more than the limit of 1000 bytes (caproni.max_package_size)" in done.stderr
+    assert "more than the limit of 1000 B (caproni.max_package_size)" in done.stderr
     (project / "invoke.yaml").write_text("caproni:\n  max_package_size: lots\n")
-    done = _invoke(project, env, "ensure")
+    done = invoke(project, env, "ensure")
     assert done.returncode == 2 and "must be a number" in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -38,6 +38,7 @@ __all__ = [
     "PackageReader",
     "build_package",
     "hasher_for",
+    "human_size",
     "instance_id_of_digest",
     "instance_id_of_file",
 ]
@@ -75,26 +76,27 @@ class PackageLimits:
         """Why ``declared`` bytes unpacked from ``compressed`` bytes are refused, if so."""
         if declared > self.max_total_size:
             return (
-                f"{what} would unpack to {_size(declared)}, more than the limit of "
-                f"{_size(self.max_total_size)} (caproni.max_package_size)"
+                f"{what} would unpack to {human_size(declared)}, more than the limit of "
+                f"{human_size(self.max_total_size)} (caproni.max_package_size)"
             )
         ratio = declared / max(compressed, 1)
         if declared > self.ratio_floor and ratio > self.max_ratio:
             return (
-                f"{what} would unpack {_size(compressed)} to {_size(declared)} "
+                f"{what} would unpack {human_size(compressed)} to {human_size(declared)} "
                 f"(ratio {ratio:.0f}:1, limit {self.max_ratio:g}:1, "
                 "caproni.max_compression_ratio): refused as a likely decompression bomb"
             )
         return None
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
+def human_size(size: int) -> str:
+    """``512 B``, ``1.5 KiB``, ``3.0 GiB``: sizes in messages and listings."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
-            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{n} bytes"
+    return f"{size} B"
 
 
 ErrorCode = Literal["io_error", "bad_argument_error"]

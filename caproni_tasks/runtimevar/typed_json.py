@@ -13,28 +13,15 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from caproni_tasks.jsonfile import json_type_name
+
+__all__ = ["JSONShapeError", "converter_for", "json_type_name", "type_label"]
+
 Converter = Callable[[Any, str], Any]
 
 
 class JSONShapeError(ValueError):
     """JSON that parsed but does not have the shape of the target type."""
-
-
-def json_type_name(value: object) -> str:
-    """The JSON name of a decoded value's type, for error messages that omit the value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def type_label(target: Any) -> str:

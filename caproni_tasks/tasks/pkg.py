@@ -385,16 +385,9 @@ def _instance_line(info: InstanceInfo) -> str:
     if info.tags:
         extras.append("tags: " + ", ".join(info.tags))
     tail = ("  " + "  ".join(extras)) if extras else ""
-    return f"  {info.instance_id}  {info.registered_at}  {_human_size(info.size):>9}{tail}"
+    from caproni_tasks.packages.format import human_size
 
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+    return f"  {info.instance_id}  {info.registered_at}  {human_size(info.size):>9}{tail}"
 
 
 def _describe_json(
