@@ -8,13 +8,14 @@ after it, so a power cut leaves the old file or the new one, never an empty one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_output", "fsync_directory", "write_atomic"]
+__all__ = ["atomic_output", "flush_filesystem", "fsync_directory", "write_atomic"]
 
 
 def fsync_directory(directory: Path) -> None:
@@ -86,3 +87,33 @@ def write_atomic(
     payload = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_output(path, mode=mode, owner_of=owner_of, durable=durable) as out:
         out.write(payload)
+
+
+def flush_filesystem(directory: Path) -> None:
+    """Put every file written so far on ``directory``'s filesystem on disk, e.g. staged
+    files before a commit record points at them.
+
+    One ``syncfs`` of the root's filesystem where the OS has it (Linux): measured far
+    cheaper than an fsync per file for thousands of files. Elsewhere, ``os.sync``.
+    """
+    syncfs = _syncfs()
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        found: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "syncfs", None)
+    except OSError:
+        return None
+    return found

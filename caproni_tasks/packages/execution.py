@@ -23,7 +23,6 @@ Deletion never follows a symlink in a parent (`caproni_tasks.packages.removal`).
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import stat
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from caproni_tasks.atomicfile import fsync_directory
+from caproni_tasks.atomicfile import flush_filesystem, fsync_directory
 from caproni_tasks.packages.planning import (
     FULL_KINDS,
     PAST_TENSE,
@@ -125,7 +124,7 @@ class Execution:
             new_files = self._check_all(fetching)
             staged = self._stage_all(fetching, new_files)
             if staged:
-                _flush_filesystem(self.state.tmp_dir)
+                flush_filesystem(self.state.tmp_dir)
             protected = self._protected(staged)
             for item in staged:
                 self._commit(item, protected)
@@ -578,32 +577,3 @@ def _clash(path: str, a: tuple[str, str], b: tuple[str, str], detail: str = "") 
         return f"{ident[1]} (subdir {ident[0]!r})" if ident[0] else ident[1]
 
     return f"two packages claim the same path {path!r}{detail}: {name(a)} and {name(b)}"
-
-
-def _flush_filesystem(directory: Path) -> None:
-    """Put everything staged on disk before a commit record points at it (power cuts).
-
-    One ``syncfs`` of the root's filesystem where the OS has it (Linux): measured far
-    cheaper than an fsync per file for thousands of files. Elsewhere, ``os.sync``.
-    """
-    syncfs = _syncfs()
-    if syncfs is None:
-        os.sync()
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _syncfs() -> Callable[[int], int] | None:
-    try:
-        import ctypes
-
-        found: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "syncfs", None)
-    except OSError:
-        return None
-    return found
