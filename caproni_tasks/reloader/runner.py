@@ -187,6 +187,8 @@ async def run_session(
     if handle_signals:
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
+        # Nobody reads our output any more (`| head -1` done): stop as on SIGTERM.
+        output.on_closed = lambda: loop.call_soon_threadsafe(on_signal, signal.SIGPIPE)
     writer.flush()  # after the handlers: a signal from here on still cleans up
     tasks: dict[str, asyncio.Task[object]] = {
         name: asyncio.create_task(

@@ -31,21 +31,23 @@ from caproni_tasks.config.model import ProcessRef, ProcessSpec
 from caproni_tasks.reloader import proctree
 from caproni_tasks.reloader.aio import cancel_and_wait, wait_timeout
 from caproni_tasks.reloader.backoff import Backoff, BackoffPolicy
-from caproni_tasks.reloader.output import LineAssembler, Output
+from caproni_tasks.reloader.output import SUPERVISOR_LABEL, LineAssembler, Output
 from caproni_tasks.reloader.readiness import LogMatcher, describe, port_in_use, wait_ready
 
 if TYPE_CHECKING:
     from caproni_tasks.reloader.variables import VariableHub
     from caproni_tasks.reloader.watching import WatchHub
 
-__all__ = ["ManagedProcess", "ProcessState", "Supervisor", "SupervisorOptions"]
+__all__ = [
+    "SUPERVISOR_LABEL",
+    "ManagedProcess",
+    "ProcessState",
+    "Supervisor",
+    "SupervisorOptions",
+]
 
 #: Turns the expanded shell command into the argv to execute (cluster kinds wrap it).
 CommandWrapper = Callable[[ProcessSpec, str], Sequence[str]]
-
-
-#: The name the supervisor's own messages appear under.
-SUPERVISOR_LABEL = "caproni"
 
 
 class ProcessState(StrEnum):

@@ -76,6 +76,7 @@ def run(c: Context, only: list[str] | None = None, config: str | None = None) ->
     import asyncio
 
     from caproni_tasks.reloader import ReloaderError, RunFailedError
+    from caproni_tasks.reloader.output import Output
     from caproni_tasks.reloader.runner import run_session, select_reloaders
 
     path = setting_path(c, "config", config)
@@ -88,10 +89,13 @@ def run(c: Context, only: list[str] | None = None, config: str | None = None) ->
     if not loaded.reloaders:
         fail(f"{path}: no reloaders to run", 1)
     _tools_on_path(c)
+    output = Output()
     try:
-        result = asyncio.run(run_session(loaded, only=names))
+        result = asyncio.run(run_session(loaded, only=names, output=output))
     except ReloaderError as exc:
         fail(str(exc), 1)
+    finally:
+        output.close()  # what is still buffered, unless the consumer stays stuck
     if result.errors:
         fail("\n".join(result.errors), result.exit_code or 1)
     if result.exit_code:
