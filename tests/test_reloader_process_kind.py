@@ -76,12 +76,12 @@ def test_status_failed_when_the_running_session_says_so(tmp_path: Path) -> None:
         ProcessSpec("web", "true", tmp_path),
         ProcessSpec("worker", "true", tmp_path),
     )
-    from caproni_tasks.reloader.session import current_start_ticks
+    from caproni_tasks.reloader.session import current_process_start
 
     record = SessionRecord(
         config=str(config.path),
         supervisor_pid=os.getpid(),  # "running": this very process
-        supervisor_start=current_start_ticks(),
+        supervisor_start=current_process_start(),
         started_at=0.0,
         processes=[
             ProcessRecord(reloader="app", name="web", state="failed", restarts=10, started_at=1.0),
@@ -166,12 +166,10 @@ def test_leftovers_skip_groups_whose_number_was_reused(tmp_path: Path) -> None:
         assert info is not None
         record = SessionRecord(config="x", supervisor_pid=1, supervisor_start=None, started_at=0)
         record.processes = [
-            ProcessRecord(
-                "r", "p", "ready", pid=child.pid, pgid=child.pid, pid_start=info.start_ticks
-            )
+            ProcessRecord("r", "p", "ready", pid=child.pid, pgid=child.pid, pid_start=info.started)
         ]
         assert [p.pid for p in leftovers(record)] == [child.pid]
-        record.processes[0].pid_start = info.start_ticks - 1  # "an earlier process"
+        record.processes[0].pid_start = info.started - 1  # "an earlier process"
         assert leftovers(record) == []
     finally:
         child.kill()

@@ -175,6 +175,9 @@ def test_status_while_running_then_stale_after_sigkill_then_clean(session: Sessi
     pids = [p["pid"] for p in procs.values()]
     grandchild = read_pid(session.project / "gc.pid")
     assert grandchild and pid_alive(grandchild)
+    # Detached with setsid, re-parented to init: found by the session marker alone.
+    daemon = read_pid(session.project / "daemon.pid")
+    assert daemon and pid_alive(daemon)
     stale = session.status()
     assert stale["session"]["state"] == "stale"
     assert {p["state"] for r in stale["reloaders"] for p in r["processes"]} == {"orphaned"}
@@ -184,7 +187,8 @@ def test_status_while_running_then_stale_after_sigkill_then_clean(session: Sessi
     assert cleaned.returncode == 0, cleaned.stderr
     assert "leftover processes" in cleaned.stdout
     assert "removed the state of a stale session" in cleaned.stdout
-    wait_until(lambda: not any(pid_alive(p) for p in [*pids, grandchild]), 15)
+    assert str(daemon) in cleaned.stdout
+    wait_until(lambda: not any(pid_alive(p) for p in [*pids, grandchild, daemon]), 15)
     assert session.status()["session"]["state"] == "none"
     again = session.invoke("clean")
     assert "nothing to clean" in again.stdout

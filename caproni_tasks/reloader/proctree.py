@@ -1,9 +1,10 @@
-"""Processes as the kernel sees them: identity, groups, descendants (Linux ``/proc``).
+"""Processes as the kernel sees them: identity, groups, descendants, session markers.
 
-A pid alone is not an identity — pids are reused. Every decision to signal something
-recorded earlier (a stale session's groups, an escaped grandchild) checks the process's
-start time as well, so an unrelated process that inherited the number is left alone.
-Elsewhere than Linux these helpers degrade to what ``os.kill(pid, 0)`` can tell.
+Built on psutil, so shutdown and ``clean`` are as thorough on macOS as on Linux. A pid
+alone is not an identity — pids are reused. Every decision to signal something recorded
+earlier (a stale session's groups, an escaped grandchild, a marked daemon) checks the
+process's create time as well, so an unrelated process that inherited the number is
+left alone. psutil is imported inside the functions: ``invoke --list`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,21 +14,32 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = [
+    "MARKER_ENV",
     "ProcInfo",
     "all_processes",
     "descendants",
     "group_members",
     "is_alive",
+    "marked_processes",
     "read_process",
     "reap_orphans",
+    "same_start",
     "set_child_subreaper",
     "signal_pids",
 ]
 
-_PROC = Path("/proc")
+#: The environment variable every process of a session inherits, naming the session.
+MARKER_ENV = "CAPRONI_TASKS_SESSION"
+
+#: Create times are exact to the kernel's clock tick (10 ms on Linux) or better; two
+#: records of one process agree far more closely than two processes ever can.
+_START_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -36,113 +48,154 @@ class ProcInfo:
     ppid: int
     pgid: int
     sid: int
-    state: str  # R, S, Z, …
-    start_ticks: int  # clock ticks after boot: with the pid, a process's identity
+    zombie: bool
+    #: Create time (seconds since the epoch): with the pid, a process's identity.
+    started: float
 
 
-def _parse_stat(pid: int, text: str) -> ProcInfo | None:
-    # The command name may contain spaces and parentheses: split after its last ')'.
-    _, _, rest = text.rpartition(")")
-    fields = rest.split()
-    if len(fields) < 20:
-        return None
+def same_start(recorded: float | None, actual: float | None) -> bool:
+    """Whether two create times are the same process's (None never matches)."""
+    if recorded is None or actual is None:
+        return False
+    return abs(recorded - actual) < _START_TOLERANCE
+
+
+def _group_and_session(pid: int) -> tuple[int, int]:
     try:
-        return ProcInfo(
-            pid=pid,
-            state=fields[0],
-            ppid=int(fields[1]),
-            pgid=int(fields[2]),
-            sid=int(fields[3]),
-            start_ticks=int(fields[19]),
-        )
-    except ValueError:
+        pgid = os.getpgid(pid)
+    except OSError:
+        pgid = -1
+    try:
+        sid = os.getsid(pid)
+    except OSError:
+        sid = -1
+    return pgid, sid
+
+
+def _info(proc: psutil.Process) -> ProcInfo | None:
+    import psutil
+
+    try:
+        with proc.oneshot():
+            ppid = proc.ppid()
+            zombie = proc.status() == psutil.STATUS_ZOMBIE
+            started = proc.create_time()
+    except psutil.ZombieProcess:
+        # Some platforms refuse details of a zombie; it is dead either way.
+        ppid, zombie, started = -1, True, 0.0
+    except psutil.Error:
         return None
+    pgid, sid = _group_and_session(proc.pid)
+    return ProcInfo(proc.pid, ppid, pgid, sid, zombie, started)
 
 
 def read_process(pid: int) -> ProcInfo | None:
-    """The process ``pid`` now, or None when it does not exist (or /proc is absent)."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-    except OSError:
+    """The process ``pid`` now, or None when it does not exist."""
+    import psutil
+
+    if pid <= 0:
         return None
     try:
-        text = os.read(fd, 4096).decode(errors="replace")
-    except OSError:
+        proc = psutil.Process(pid)
+    except psutil.Error:
         return None
-    finally:
-        os.close(fd)
-    return _parse_stat(pid, text)
+    return _info(proc)
 
 
 def all_processes() -> list[ProcInfo]:
-    """Every process visible in /proc (one small read each: this runs on every stop)."""
-    try:
-        names = os.listdir(_PROC)
-    except OSError:
-        return []
+    """Every process visible to us."""
+    import psutil
+
     found: list[ProcInfo] = []
-    for name in names:
-        if name.isdigit():
-            info = read_process(int(name))
-            if info is not None:
-                found.append(info)
+    for pid in psutil.pids():
+        info = read_process(pid)
+        if info is not None:
+            found.append(info)
     return found
 
 
-def is_alive(pid: int, start_ticks: int | None = None) -> bool:
-    """True when ``pid`` runs (not a zombie) and, if given, started at ``start_ticks``."""
-    if pid <= 0:
+def is_alive(pid: int, started: float | None) -> bool:
+    """True when ``pid`` runs (not a zombie) and is the process created at ``started``.
+
+    Without a recorded create time nothing can be proven: False.
+    """
+    if started is None:
         return False
     info = read_process(pid)
-    if info is not None:
-        if info.state == "Z":
-            return False
-        return start_ticks is None or info.start_ticks == start_ticks
-    if sys.platform.startswith("linux"):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return info is not None and not info.zombie and same_start(started, info.started)
 
 
-def descendants(pid: int, processes: list[ProcInfo] | None = None) -> list[ProcInfo]:
+def descendants(pid: int) -> list[ProcInfo]:
     """Every live process below ``pid`` in the parent tree (children, grandchildren…)."""
-    processes = all_processes() if processes is None else processes
-    children: dict[int, list[ProcInfo]] = {}
-    for info in processes:
-        children.setdefault(info.ppid, []).append(info)
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = [_info(child) for child in children]
+    return [info for info in found if info is not None]
+
+
+def group_members(pgid: int, *, zombies: bool = False) -> list[ProcInfo]:
+    """Processes in the process group ``pgid``: live ones, and zombies if asked."""
+    import psutil
+
     found: list[ProcInfo] = []
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child.pid)
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) != pgid:
+                continue
+        except OSError:
+            continue
+        info = read_process(pid)
+        if info is not None and info.pgid == pgid and (zombies or not info.zombie):
+            found.append(info)
     return found
 
 
-def group_members(
-    pgid: int, processes: list[ProcInfo] | None = None, *, zombies: bool = False
-) -> list[ProcInfo]:
-    """Processes in the process group ``pgid``: live ones, and zombies if asked."""
-    processes = all_processes() if processes is None else processes
-    return [p for p in processes if p.pgid == pgid and (zombies or p.state != "Z")]
+def marked_processes(name: str = MARKER_ENV) -> list[tuple[ProcInfo, str]]:
+    """Live processes whose environment has ``name``, with its value.
+
+    A process whose environment we may not read (another user's: AccessDenied) is
+    skipped. The identity is checked again after the read, so a value is never
+    attributed to a process that took over the pid in between. Never includes us.
+    """
+    import psutil
+
+    me = os.getpid()
+    found: list[tuple[ProcInfo, str]] = []
+    for pid in psutil.pids():
+        if pid == me:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            value = proc.environ().get(name)
+        except psutil.Error:
+            continue
+        except OSError:
+            continue  # an environment that vanished or cannot be parsed mid-read
+        if value is None:
+            continue
+        info = _info(proc)
+        if info is None or info.zombie or not proc.is_running():
+            continue
+        found.append((info, value))
+    return found
 
 
 def signal_pids(targets: list[ProcInfo], sig: int) -> None:
     """Send ``sig`` to each target that is still the same process."""
     for target in targets:
-        if is_alive(target.pid, target.start_ticks):
+        if is_alive(target.pid, target.started):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(target.pid, sig)
 
 
 def set_child_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants (Linux ≥ 3.4), so a
-    grandchild that called ``setsid`` and whose parent died is still ours to stop."""
+    grandchild that called ``setsid`` and whose parent died is still ours to stop.
+    Elsewhere such a daemon is found by the session marker instead."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -156,14 +209,22 @@ def set_child_subreaper() -> bool:
 
 
 def reap_orphans(keep: set[int]) -> list[ProcInfo]:
-    """Orphans re-parented to us (as a subreaper) other than ``keep``: zombies are reaped,
-    live ones returned so the caller can stop them."""
-    me = os.getpid()
+    """Our children other than ``keep`` (orphans re-parented to us as a subreaper):
+    zombies are reaped, live ones returned so the caller can stop them."""
+    import psutil
+
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return []
     live: list[ProcInfo] = []
-    for info in all_processes():
-        if info.ppid != me or info.pid in keep:
+    for child in children:
+        if child.pid in keep:
             continue
-        if info.state == "Z":
+        info = _info(child)
+        if info is None:
+            continue
+        if info.zombie:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(info.pid, os.WNOHANG)
         else:

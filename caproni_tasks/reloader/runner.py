@@ -25,10 +25,11 @@ from caproni_tasks.reloader.session import (
     ProcessRecord,
     SessionRecord,
     clean_session,
-    current_start_ticks,
+    current_process_start,
     read_session,
     remove_session,
     session_file,
+    stop_marked,
     write_session,
 )
 from caproni_tasks.reloader.supervisor import SUPERVISOR_LABEL, Supervisor, SupervisorOptions
@@ -82,7 +83,7 @@ class SessionWriter:
         self.record = SessionRecord(
             config=str(config.path),
             supervisor_pid=os.getpid(),
-            supervisor_start=current_start_ticks(),
+            supervisor_start=current_process_start(),
             started_at=time.time(),
             reloaders={r.name: r.type for r in reloaders},
         )
@@ -163,6 +164,7 @@ async def run_session(
         expected=_known_processes(reloaders),
         session=[r.name for r in reloaders],
         on_change=writer.schedule,
+        marker=writer.record.marker,
     )
     writer.supervisor = supervisor
 
@@ -223,6 +225,8 @@ async def run_session(
         await variables.close()
         if subreaper:
             await _stop_orphans(supervisor)
+        # Daemons that left both their group and our tree still carry the marker.
+        await asyncio.to_thread(stop_marked, writer.record.marker)
         if handle_signals:
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
@@ -255,8 +259,7 @@ def _claim_session(config: CaproniConfig, output: Output) -> None:
         )
     if session_file(config.path).exists():
         report = clean_session(config.path)
-        what = f"; stopped {len(report.killed)} leftover processes" if report.killed else ""
-        output.event(SUPERVISOR_LABEL, f"cleaned up after a previous session that crashed{what}")
+        output.event(SUPERVISOR_LABEL, report.summary())
 
 
 async def _stop_orphans(supervisor: Supervisor) -> None:

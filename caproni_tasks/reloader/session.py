@@ -4,8 +4,14 @@ One JSON file per config file under the user state directory
 (``<state>/caproni-tasks/sessions/<sha256 of the config path>.json``), rewritten
 atomically (temporary file + rename) on every state change, removed on a clean exit. A
 file whose supervisor is gone — pid missing, or reused by another process — is *stale*:
-``invoke status`` says so and ``invoke clean`` removes it after stopping the process
-groups it recorded, when they are provably still ours.
+``invoke status`` says so and ``invoke clean`` removes it after stopping what the
+session left running. A file that cannot be read or is not the expected shape is stale
+too: it names no live supervisor, so it never blocks a new session.
+
+Every process of a session inherits ``CAPRONI_TASKS_SESSION=<marker>``; the marker names
+the config and the supervisor (pid and create time). It finds what a crashed session
+left behind however it detached (``setsid``, double fork, re-parented to init), even
+when the state file is lost, and only while the supervisor it names is gone.
 """
 
 from __future__ import annotations
@@ -13,30 +19,41 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import signal
-import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from caproni_tasks.atomicfile import write_atomic
 from caproni_tasks.reloader import proctree
 
 __all__ = [
     "CleanReport",
     "ProcessRecord",
+    "SessionFileError",
     "SessionRecord",
+    "SessionState",
     "clean_session",
+    "current_process_start",
+    "load_session",
     "read_session",
     "remove_session",
     "session_file",
+    "session_marker",
     "sessions_dir",
+    "stop_marked",
     "write_session",
 ]
 
-FORMAT_VERSION = 1
+#: 2: start times are create times (seconds since the epoch); processes carry a marker.
+FORMAT_VERSION = 2
+
+#: A state file is a few kilobytes; anything far larger is not one.
+_MAX_STATE_BYTES = 4 * 1024 * 1024
 
 
 def sessions_dir() -> Path:
@@ -45,10 +62,31 @@ def sessions_dir() -> Path:
     return user_state_path("caproni-tasks") / "sessions"
 
 
+def _config_key(config_path: Path | str) -> str:
+    return hashlib.sha256(str(Path(config_path).resolve()).encode()).hexdigest()[:32]
+
+
 def session_file(config_path: Path) -> Path:
     """The state file of the session of ``config_path`` (an absolute, resolved path)."""
-    key = hashlib.sha256(str(Path(config_path).resolve()).encode()).hexdigest()[:32]
-    return sessions_dir() / f"{key}.json"
+    return sessions_dir() / f"{_config_key(config_path)}.json"
+
+
+def session_marker(config_path: Path | str, supervisor_pid: int, start: float | None) -> str:
+    """The marker value of a session: ``<config key>:<supervisor pid>:<create time>``."""
+    return f"{_config_key(config_path)}:{supervisor_pid}:{start!r}"
+
+
+def _parse_marker(value: str) -> tuple[str, int, float] | None:
+    key, _, rest = value.partition(":")
+    pid_text, _, start_text = rest.partition(":")
+    try:
+        return key, int(pid_text), float(start_text)
+    except ValueError:
+        return None
+
+
+class SessionFileError(ValueError):
+    """A state file that is not a session record (its message says why)."""
 
 
 @dataclass
@@ -58,20 +96,37 @@ class ProcessRecord:
     state: str
     pid: int | None = None
     pgid: int | None = None
-    #: Kernel start time of ``pid`` (clock ticks after boot): tells a reused pid apart.
-    pid_start: int | None = None
+    #: Create time of ``pid`` (seconds since the epoch): tells a reused pid apart.
+    pid_start: float | None = None
     restarts: int = 0
     #: Return code of the last run: >= 0 an exit status, < 0 the signal that ended it.
     last_exit: int | None = None
     started_at: float | None = None  # epoch seconds of the current run's start
     command: str = ""
 
+    @classmethod
+    def from_json(cls, data: object, where: str) -> ProcessRecord:
+        fields = _object(data, where)
+        return cls(
+            reloader=_text(fields, "reloader", where),
+            name=_text(fields, "name", where),
+            state=_text(fields, "state", where),
+            pid=_optional_pid(fields, "pid", where),
+            pgid=_optional_pid(fields, "pgid", where),
+            pid_start=_optional_number(fields, "pid_start", where),
+            restarts=_integer(fields, "restarts", where, default=0, minimum=0),
+            last_exit=_optional_integer(fields, "last_exit", where),
+            started_at=_optional_number(fields, "started_at", where),
+            command=_text(fields, "command", where, default=""),
+        )
+
 
 @dataclass
 class SessionRecord:
     config: str
     supervisor_pid: int
-    supervisor_start: int | None
+    #: Create time of the supervisor: with its pid, its identity.
+    supervisor_start: float | None
     started_at: float
     updated_at: float = 0.0
     reloaders: dict[str, str] = field(default_factory=dict)  # name -> kind
@@ -83,6 +138,11 @@ class SessionRecord:
         """Whether the supervisor that wrote this still runs (same pid, same start)."""
         return proctree.is_alive(self.supervisor_pid, self.supervisor_start)
 
+    @property
+    def marker(self) -> str:
+        """The ``CAPRONI_TASKS_SESSION`` value every process of this session inherits."""
+        return session_marker(self.config, self.supervisor_pid, self.supervisor_start)
+
     def process(self, reloader: str, name: str) -> ProcessRecord | None:
         for record in self.processes:
             if record.reloader == reloader and record.name == name:
@@ -93,36 +153,151 @@ class SessionRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SessionRecord:
-        processes = [ProcessRecord(**p) for p in data.get("processes", [])]
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["processes"] = processes
-        return cls(**fields)
+    def from_json(cls, data: object) -> SessionRecord:
+        """The record in ``data`` (parsed JSON); `SessionFileError` when it is not one."""
+        fields = _object(data, "the file")
+        reloaders = fields.get("reloaders", {})
+        if not isinstance(reloaders, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in reloaders.items()
+        ):
+            raise SessionFileError("reloaders is not a map of names to kinds")
+        processes = fields.get("processes", [])
+        if not isinstance(processes, list):
+            raise SessionFileError("processes is not a list")
+        return cls(
+            config=_text(fields, "config", "the file"),
+            supervisor_pid=_pid(fields, "supervisor_pid", "the file"),
+            supervisor_start=_optional_number(fields, "supervisor_start", "the file"),
+            started_at=_number(fields, "started_at", "the file"),
+            updated_at=_optional_number(fields, "updated_at", "the file") or 0.0,
+            reloaders=dict(reloaders),
+            processes=[
+                ProcessRecord.from_json(p, f"process {i + 1}") for i, p in enumerate(processes)
+            ],
+            version=_integer(fields, "version", "the file", default=FORMAT_VERSION),
+        )
+
+
+# -- shape checks of a parsed state file -----------------------------------------------
+
+
+def _object(data: object, where: str) -> dict[str, object]:
+    if not isinstance(data, dict):
+        raise SessionFileError(f"{where} is not a JSON object")
+    return data
+
+
+def _text(fields: dict[str, object], key: str, where: str, default: str | None = None) -> str:
+    value = fields.get(key, default)
+    if not isinstance(value, str):
+        raise SessionFileError(f"{where}: {key} is not a string")
+    return value
+
+
+def _optional_pid(fields: dict[str, object], key: str, where: str) -> int | None:
+    if fields.get(key) is None:
+        return None
+    return _pid(fields, key, where)
+
+
+def _pid(fields: dict[str, object], key: str, where: str) -> int:
+    value = fields.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31:
+        return value
+    raise SessionFileError(f"{where}: {key} is not a process id")
+
+
+def _integer(
+    fields: dict[str, object], key: str, where: str, *, default: int, minimum: int | None = None
+) -> int:
+    value = fields.get(key, default)
+    in_range = minimum is None or (isinstance(value, int) and value >= minimum)
+    if isinstance(value, int) and not isinstance(value, bool) and in_range:
+        return value
+    raise SessionFileError(f"{where}: {key} is not a whole number")
+
+
+def _optional_integer(fields: dict[str, object], key: str, where: str) -> int | None:
+    if fields.get(key) is None:
+        return None
+    return _integer(fields, key, where, default=0)
+
+
+def _number(fields: dict[str, object], key: str, where: str) -> float:
+    value = fields.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise SessionFileError(f"{where}: {key} is not a number")
+
+
+def _optional_number(fields: dict[str, object], key: str, where: str) -> float | None:
+    if fields.get(key) is None:
+        return None
+    return _number(fields, key, where)
+
+
+# -- reading and writing ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What the state file of a config says: a record, a problem, or nothing at all."""
+
+    path: Path
+    record: SessionRecord | None = None
+    #: Why a file that exists is not usable (unreadable, not JSON, not the shape).
+    problem: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.record is not None or self.problem is not None
+
+    @property
+    def stale(self) -> bool:
+        """A file whose supervisor is gone, or that names none: nothing runs it."""
+        return self.exists and (self.record is None or not self.record.alive)
 
 
 def write_session(path: Path, record: SessionRecord) -> None:
-    """Replace the state file in one step: readers see the old or the new file, whole."""
+    """Replace the state file in one step: readers see the old or the new file, whole.
+
+    Not fsynced: the file describes running processes, which a power cut ends anyway,
+    and the write must stay cheap on the event loop.
+    """
     record.updated_at = time.time()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".session-", suffix=".tmp", dir=path.parent)
+    write_atomic(path, json.dumps(record.to_json(), indent=1), mode=0o600, durable=False)
+
+
+def load_session(config_path: Path) -> SessionState:
+    """The state file of ``config_path`` read and checked; never raises."""
+    path = session_file(config_path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record.to_json(), handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
+        return SessionState(path)
+    except OSError as exc:
+        return SessionState(path, problem=f"cannot read it: {exc.strerror or exc}")
+    if len(raw) > _MAX_STATE_BYTES:
+        return SessionState(path, problem="it is far too large to be a state file")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return SessionState(path, problem="it is not text")
+    except RecursionError:
+        return SessionState(path, problem="it is not a session record (nested too deeply)")
+    except ValueError as exc:
+        return SessionState(path, problem=f"it is not valid JSON ({exc})")
+    try:
+        return SessionState(path, record=SessionRecord.from_json(data))
+    except SessionFileError as exc:
+        return SessionState(path, problem=f"it is not a session record ({exc})")
 
 
 def read_session(config_path: Path) -> SessionRecord | None:
-    """The recorded session of ``config_path``, or None (no file, or unreadable)."""
-    path = session_file(config_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return SessionRecord.from_json(data)
-    except (OSError, ValueError, TypeError):
-        return None
+    """The recorded session of ``config_path``, or None (no file, or unusable)."""
+    return load_session(config_path).record
 
 
 def remove_session(config_path: Path) -> None:
@@ -130,9 +305,13 @@ def remove_session(config_path: Path) -> None:
         session_file(config_path).unlink()
 
 
-def current_start_ticks() -> int | None:
+def current_process_start() -> float | None:
+    """This process's create time (with its pid, its identity)."""
     info = proctree.read_process(os.getpid())
-    return info.start_ticks if info else None
+    return info.started if info else None
+
+
+# -- leftovers -------------------------------------------------------------------------
 
 
 def leftovers(record: SessionRecord) -> list[proctree.ProcInfo]:
@@ -143,68 +322,134 @@ def leftovers(record: SessionRecord) -> list[proctree.ProcInfo]:
     recorded leader (same pid, same start time), and its members started no earlier
     than that leader did — a pid/pgid reused by an unrelated program is never touched.
     """
-    processes = proctree.all_processes()
-    by_pid = {p.pid: p for p in processes}
     found: dict[int, proctree.ProcInfo] = {}
     for proc in record.processes:
         if proc.pgid is None or proc.pid_start is None or proc.pid is None:
             continue
-        holder = by_pid.get(proc.pid)
-        if holder is not None and holder.start_ticks != proc.pid_start:
+        holder = proctree.read_process(proc.pid)
+        if holder is not None and not proctree.same_start(proc.pid_start, holder.started):
             continue  # the number now belongs to another process: so does the group
-        for member in proctree.group_members(proc.pgid, processes):
+        for member in proctree.group_members(proc.pgid):
             if member.sid != proc.pgid:
                 continue
-            same_leader = member.pid == proc.pid and member.start_ticks == proc.pid_start
-            if same_leader or member.start_ticks >= proc.pid_start:
+            same_leader = member.pid == proc.pid and proctree.same_start(
+                proc.pid_start, member.started
+            )
+            if same_leader or member.started >= proc.pid_start:
                 found[member.pid] = member
     return sorted(found.values(), key=lambda p: p.pid)
 
 
+def marked_leftovers(config_path: Path) -> list[proctree.ProcInfo]:
+    """Processes marked as a session of ``config_path`` whose supervisor is gone."""
+    key = _config_key(config_path)
+    supervisors: dict[tuple[int, float], bool] = {}
+    found: list[proctree.ProcInfo] = []
+    for info, value in proctree.marked_processes():
+        parsed = _parse_marker(value)
+        if parsed is None or parsed[0] != key:
+            continue
+        supervisor = parsed[1], parsed[2]
+        if supervisor not in supervisors:
+            supervisors[supervisor] = proctree.is_alive(*supervisor)
+        if not supervisors[supervisor]:
+            found.append(info)
+    return found
+
+
+def _marked_with(marker: str) -> list[proctree.ProcInfo]:
+    return [info for info, value in proctree.marked_processes() if value == marker]
+
+
+def _stop(
+    targets: list[proctree.ProcInfo],
+    grace: float,
+    more: Callable[[], list[proctree.ProcInfo]] | None = None,
+) -> tuple[list[int], list[int]]:
+    """SIGTERM, ``grace`` seconds, SIGKILL; ``more()`` finds newcomers (a process that
+    forked while being stopped) before the SIGKILL. Returns (stopped, survivors)."""
+    by_pid = {t.pid: t for t in targets}
+
+    def alive() -> list[proctree.ProcInfo]:
+        return [t for t in by_pid.values() if proctree.is_alive(t.pid, t.started)]
+
+    if not by_pid:
+        return [], []
+    proctree.signal_pids(list(by_pid.values()), signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.02)
+    if more is not None:
+        for info in more():
+            by_pid.setdefault(info.pid, info)
+    proctree.signal_pids(alive(), signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.02)
+    return sorted(by_pid), sorted(t.pid for t in alive())
+
+
+def stop_marked(marker: str, *, grace: float = 3.0) -> tuple[list[int], list[int]]:
+    """Stop every process that carries ``marker`` (a shutdown's last sweep: daemons
+    that left both their group and our tree). Returns (stopped, survivors)."""
+    return _stop(_marked_with(marker), grace, lambda: _marked_with(marker))
+
+
 @dataclass
 class CleanReport:
-    found: bool = False
+    path: Path | None = None
+    found: bool = False  # a state file existed
     stale: bool = False
+    #: Why the state file was unusable (it was removed all the same).
+    problem: str | None = None
     alive_pid: int | None = None  # a live supervisor: nothing was touched
     killed: list[int] = field(default_factory=list)
     survivors: list[int] = field(default_factory=list)
     removed: bool = False
+    #: Why the stale state file could not be removed.
+    remove_error: str | None = None
+
+    def summary(self) -> str:
+        """One line on what a clean did (for `invoke run`, which cleans before it starts)."""
+        what = (
+            f"ignored an unusable state file {self.path}: {self.problem}"
+            if self.problem
+            else "cleaned up after a previous session that crashed"
+        )
+        if self.killed:
+            what += f"; stopped {len(self.killed)} leftover processes"
+        if self.survivors:
+            what += f" (could not stop {', '.join(map(str, self.survivors))})"
+        return what
 
 
 def clean_session(config_path: Path, *, grace: float = 3.0) -> CleanReport:
     """Stop what a crashed session left running and remove its state file.
 
-    Never touches a session whose supervisor is alive. Leftovers get SIGTERM, then
-    SIGKILL after ``grace`` seconds.
+    Never touches a session whose supervisor is alive. Leftovers are the recorded
+    process groups that are provably still ours and every process marked as a session
+    of this config whose supervisor is gone; they get SIGTERM, then SIGKILL after
+    ``grace`` seconds. An unusable state file is removed like a stale one.
     """
-    report = CleanReport()
-    path = session_file(config_path)
-    if not path.exists():
-        return report
-    report.found = True
-    record = read_session(config_path)
+    state = load_session(config_path)
+    report = CleanReport(path=state.path, found=state.exists, problem=state.problem)
+    record = state.record
     if record is not None and record.alive:
         report.alive_pid = record.supervisor_pid
         return report
-    report.stale = True
-    if record is not None:
-        targets = leftovers(record)
-        if targets:
-            report.killed = [t.pid for t in targets]
-            proctree.signal_pids(targets, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and any(
-                proctree.is_alive(t.pid, t.start_ticks) for t in targets
-            ):
-                time.sleep(0.05)
-            proctree.signal_pids(targets, signal.SIGKILL)
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline and any(
-                proctree.is_alive(t.pid, t.start_ticks) for t in targets
-            ):
-                time.sleep(0.02)
-            report.survivors = [t.pid for t in targets if proctree.is_alive(t.pid, t.start_ticks)]
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    report.removed = True
+    report.stale = state.exists
+    targets = {t.pid: t for t in leftovers(record)} if record is not None else {}
+    for info in marked_leftovers(config_path):
+        targets.setdefault(info.pid, info)
+    report.killed, report.survivors = _stop(
+        list(targets.values()), grace, lambda: marked_leftovers(config_path)
+    )
+    if state.exists:
+        try:
+            state.path.unlink()
+            report.removed = True
+        except FileNotFoundError:
+            report.removed = True
+        except OSError as exc:
+            report.remove_error = exc.strerror or str(exc)
     return report

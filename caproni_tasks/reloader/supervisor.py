@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,7 +128,7 @@ class ManagedProcess:
         self.wrap = wrap
         self.state = ProcessState.WAITING
         self.pid: int | None = None
-        self.pid_start: int | None = None
+        self.pid_start: float | None = None
         self.restarts = 0
         self.last_exit: int | None = None
         self.started_at: float | None = None  # wall clock, for status
@@ -350,6 +349,9 @@ class ManagedProcess:
         # Python children would block-buffer a pipe and their output would arrive late.
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(rendered)
+        if self.supervisor.marker is not None:
+            # Inherited by every descendant: finds them however they detach.
+            env[proctree.MARKER_ENV] = self.supervisor.marker
         return command, env
 
     async def _spawn(self, command: str, env: dict[str, str]) -> None:
@@ -409,7 +411,7 @@ class ManagedProcess:
         self._exited = protocol.exited
         self.pid = proc.pid
         info = proctree.read_process(proc.pid)
-        self.pid_start = info.start_ticks if info else None
+        self.pid_start = info.started if info else None
         self.started_at = time.time()
         self.last_exit = None
         self._escaped = []
@@ -489,7 +491,11 @@ class ManagedProcess:
         if self.pid is None:
             return
         for info in proctree.descendants(self.pid):
-            if info.pgid != self.pid and all(e.pid != info.pid for e in self._escaped):
+            if (
+                not info.zombie
+                and info.pgid != self.pid
+                and all(e.pid != info.pid for e in self._escaped)
+            ):
                 self._escaped.append(info)
 
     def _group_alive(self) -> bool:
@@ -497,21 +503,19 @@ class ManagedProcess:
         a descendant that escaped the group."""
         if self.pid is None or self._group_gone:
             return False
-        escaped = any(proctree.is_alive(e.pid, e.start_ticks) for e in self._escaped)
+        escaped = any(proctree.is_alive(e.pid, e.started) for e in self._escaped)
         try:
             os.killpg(self.pid, 0)  # cheap: ESRCH when the group is empty
         except ProcessLookupError:
             return escaped
         except PermissionError:
             return True
-        if not sys.platform.startswith("linux"):
-            return True
         # Members may be zombies re-parented to us (we are a subreaper): reap those,
         # leaving alone the leaders that asyncio is about to reap itself.
         members = proctree.group_members(self.pid, zombies=True)
-        if any(m.state == "Z" for m in members):
+        if any(m.zombie for m in members):
             proctree.reap_orphans(keep=self.supervisor.leader_pids())
-        return any(m.state != "Z" for m in members) or escaped
+        return any(not m.zombie for m in members) or escaped
 
     async def _clear_group(self, sig: int) -> None:
         """After the leader exited: stop what it left behind in its group (a background
@@ -611,8 +615,11 @@ class Supervisor:
         expected: Iterable[ProcessRef] = (),
         session: Iterable[str] | None = None,
         on_change: Callable[[], None] | None = None,
+        marker: str | None = None,
     ) -> None:
         self.options = options or SupervisorOptions()
+        #: Put in every process's environment as ``CAPRONI_TASKS_SESSION`` (see session).
+        self.marker = marker
         self.output = output or Output()
         self.variables = variables
         self.on_change = on_change

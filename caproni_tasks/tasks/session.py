@@ -118,15 +118,21 @@ def _status_data(path: Path, config: CaproniConfig | None) -> dict[str, Any]:
     their states, and the running session's processes."""
     from caproni_tasks.reloader import ReloaderError, new_manager
     from caproni_tasks.reloader.proctree import is_alive
-    from caproni_tasks.reloader.session import read_session, session_file
+    from caproni_tasks.reloader.session import load_session
     from caproni_tasks.reloader.supervisor import describe_exit
 
     path = config.path if config is not None else path
-    record: SessionRecord | None = read_session(path)
+    loaded = load_session(path)
+    record: SessionRecord | None = loaded.record
     now = time.time()
-    if record is None:
-        state = "stale" if session_file(path).exists() else "none"
-        session: dict[str, Any] = {"state": state}
+    if loaded.problem is not None:
+        session: dict[str, Any] = {
+            "state": "stale",
+            "file": str(loaded.path),
+            "problem": loaded.problem,
+        }
+    elif record is None:
+        session = {"state": "none"}
     else:
         session = {
             "state": "running" if record.alive else "stale",
@@ -194,9 +200,15 @@ def _session_line(data: dict[str, Any]) -> str:
         age = _age(time.time() - session["started_at"])
         return f"session: running (supervisor pid {session['pid']}, up {age})"
     if session["state"] == "stale":
-        pid = session.get("pid")
-        gone = f"supervisor pid {pid} is gone" if pid else "unreadable state file"
-        return f"session: stale ({gone}); `invoke clean` removes it and its leftovers"
+        if "problem" in session:
+            return (
+                f"session: stale (unusable state file {session['file']}: {session['problem']}); "
+                "`invoke clean` removes it"
+            )
+        return (
+            f"session: stale (supervisor pid {session['pid']} is gone); "
+            "`invoke clean` removes it and its leftovers"
+        )
     return "session: not running"
 
 
@@ -275,7 +287,7 @@ def clean(c: Context, config: str | None = None) -> None:
 
     path = setting_path(c, "config", config)
     report = clean_session(path)
-    if not report.found:
+    if not report.found and not report.killed:
         print(f"nothing to clean for {path}")
         return
     if report.alive_pid is not None:
@@ -290,4 +302,9 @@ def clean(c: Context, config: str | None = None) -> None:
         )
     if report.survivors:
         print(f"could not stop: {', '.join(map(str, report.survivors))}", file=sys.stderr)
-    print(f"removed the state of a stale session for {path}")
+    if report.remove_error is not None:
+        fail(f"could not remove the state file {report.path}: {report.remove_error}", 1)
+    if report.problem is not None:
+        print(f"removed an unusable state file {report.path}: {report.problem}")
+    elif report.found:
+        print(f"removed the state of a stale session for {path}")
