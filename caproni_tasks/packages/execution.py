@@ -461,6 +461,9 @@ class Execution:
         a = item.action
         slot = self.state.slot_for(a.subdir, a.package)
         paths = tuple(f.path for f in item.files)
+        foreign = self.state.foreign_for(a.subdir, a.package)
+        if foreign is not None:  # taking over the cipd client's deployment: its paths too
+            paths += tuple(sorted(foreign.owned_paths() - set(paths)))
         slot.write_pending(Pending(item.txn, a.instance_id, paths), a.subdir, a.package)
         if a.subdir:
             self._make_dirs(a.subdir)
@@ -477,6 +480,8 @@ class Execution:
         slot.commit(SlotRecord(a.subdir, a.package, a.instance_id, item.txn), files)
         self.checkpoint("committed")
         self._cleanup(slot, protected)
+        if foreign is not None:
+            self._drop_foreign(foreign)
         self.inst.say(a.describe().replace(a.kind.value, PAST_TENSE[a.kind], 1))
 
     def _merge_into_place(
@@ -535,13 +540,25 @@ class Execution:
     def _remove(self, action: Action, protected: set[str]) -> None:
         slot = self.state.slot_for(action.subdir, action.package)
         owned = slot.owned_paths()
+        foreign = self.state.foreign_for(action.subdir, action.package)
+        if foreign is not None:
+            owned |= foreign.owned_paths()
         # Journal first: once state.json is gone the slot holds only pending.json, which
         # a later run finishes (still unwanted) or reinstalls from scratch (wanted again).
-        slot.begin_removal(new_txn(), action.instance_id, tuple(sorted(owned)))
+        slot.begin_removal(
+            new_txn(), action.instance_id, tuple(sorted(owned)), action.subdir, action.package
+        )
+        if foreign is not None:
+            self._drop_foreign(foreign)
         self.checkpoint("remove")
         self._delete_paths(sorted(owned - protected))
         slot.delete()
         self.inst.say(action.describe().replace("remove", "removed", 1))
+
+    def _drop_foreign(self, foreign: Slot) -> None:
+        """Forget the cipd client's record of a package we now hold (or removed)."""
+        shutil.rmtree(foreign.directory, ignore_errors=True)
+        self.state.slots.pop(foreign.key, None)
 
     def _delete_paths(self, paths: Sequence[str]) -> None:
         """Delete files and links this root's records own, then the directories they

@@ -193,6 +193,12 @@ def _plan_slot(root: Path, d: Desired, slot: Slot | None, paranoid: str) -> list
         return [Action(ActionKind.REINSTALL, d.subdir, d.package, d.instance_id, old)]
     if record.instance_id != d.instance_id:
         return [Action(ActionKind.UPDATE, d.subdir, d.package, d.instance_id, record.instance_id)]
+    if slot.foreign:
+        # The cipd client's deployment records no hashes: check presence, and take a
+        # broken one over by reinstalling it in our layout.
+        if paranoid == "NotParanoid" or not find_broken_files(root, slot.files(), False):
+            return []
+        return [Action(ActionKind.REINSTALL, d.subdir, d.package, d.instance_id)]
     if slot.is_committed_pending:
         return [Action(ActionKind.FINISH, d.subdir, d.package, d.instance_id)]
     if paranoid == "NotParanoid":

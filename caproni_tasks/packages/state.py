@@ -148,6 +148,9 @@ class Slot:
     pending: Pending | None
     _files: list[InstalledFile] | None = field(default=None, repr=False)
     _pending_identity: tuple[str, str] | None = field(default=None, repr=False)
+    #: Deployed by the cipd client (``description.json`` + ``_current``): read only;
+    #: a change to its package takes it over (see `execution`).
+    foreign: bool = False
 
     @property
     def key(self) -> str:
@@ -176,7 +179,9 @@ class Slot:
     def files(self) -> list[InstalledFile]:
         """The committed manifest (read on first use only)."""
         if self._files is None:
-            if self.record is None:
+            if self.foreign and self.record is not None:
+                self._files = _cipd_deployed_files(self.directory, self.record)
+            elif self.record is None:
                 self._files = []
             else:
                 self._files = _read_manifest(self.directory / self.record.manifest_name)
@@ -232,13 +237,12 @@ class Slot:
         self.record = record
         self._files = list(files)
 
-    def begin_removal(self, txn: str, instance_id: str, paths: tuple[str, ...]) -> None:
+    def begin_removal(
+        self, txn: str, instance_id: str, paths: tuple[str, ...], subdir: str, package: str
+    ) -> None:
         """The removal's commit point: ``pending.json`` (every path the slot owns), then
         ``state.json`` is deleted. Until the slot is gone, a run sees an unfinished change."""
-        identity = self.identity
-        if identity is None:
-            return
-        self.write_pending(Pending(txn, instance_id, paths), *identity)
+        self.write_pending(Pending(txn, instance_id, paths), subdir, package)
         state = self.directory / "state.json"
         if state.exists():
             state.unlink()
@@ -302,7 +306,19 @@ class RootState:
         return slot
 
     def by_identity(self) -> dict[tuple[str, str], Slot]:
-        return {ident: s for s in self.slots.values() if (ident := s.identity) is not None}
+        """Slots by (subdir, package); ours win over one the cipd client deployed."""
+        found: dict[tuple[str, str], Slot] = {}
+        for slot in sorted(self.slots.values(), key=lambda s: not s.foreign):
+            if (ident := slot.identity) is not None:
+                found[ident] = slot
+        return found
+
+    def foreign_for(self, subdir: str, package: str) -> Slot | None:
+        """The cipd client's deployment of this package, if the root has one."""
+        for slot in self.slots.values():
+            if slot.foreign and slot.identity == (subdir, package):
+                return slot
+        return None
 
     def has_leftovers(self) -> bool:
         """Staging directories, or slots with neither a record nor a pending change."""
@@ -318,6 +334,9 @@ class RootState:
 
 def _load_slot(directory: Path) -> Slot:
     record = None
+    ours = (directory / "state.json").exists() or (directory / "pending.json").exists()
+    if not ours and (directory / CIPD_DESCRIPTION).exists():
+        return _load_cipd_slot(directory)
     state = _read_json(directory / "state.json")
     if state is not None:
         where = directory / "state.json"
@@ -339,6 +358,91 @@ def _load_slot(directory: Path) -> Slot:
         pending = Pending(txn, instance_id, tuple(paths))
         identity = (_text(data, "subdir", where), _text(data, "package", where))
     return Slot(directory, record, pending, _pending_identity=identity)
+
+
+# --- roots deployed by the cipd client ---------------------------------------------------
+
+#: What the cipd client keeps per package in ``.cipd/pkgs/<n>/`` (its deployer's layout).
+CIPD_DESCRIPTION = "description.json"
+_CIPD_CURRENT = "_current"
+_CIPD_CURRENT_TXT = "_current.txt"
+#: The ``txn`` of a record read from a cipd deployment (it has no transactions).
+CIPD_TXN = "cipd"
+
+
+def _load_cipd_slot(directory: Path) -> Slot:
+    """A slot the cipd client deployed: subdir and package from ``description.json``,
+    the instance from ``_current`` (a symlink; ``_current.txt`` on Windows)."""
+    where = directory / CIPD_DESCRIPTION
+    try:
+        description = load_object(where.read_bytes(), f"cipd package description {where}")
+    except (OSError, JsonShapeError) as exc:
+        raise StateError(f"{exc}; run the cipd client on this root, or delete it") from None
+    subdir = description.get("subdir") or ""
+    package = description.get("package_name")
+    if not isinstance(subdir, str) or not isinstance(package, str) or not package:
+        raise _corrupt(where, "'package_name' or 'subdir' is missing or not a string")
+    instance_id = _cipd_current(directory)
+    if instance_id is None:
+        # Deployed halfway by the cipd client: nothing of it is live; the paths its
+        # manifests list are still claimed so a takeover can clean them.
+        return Slot(
+            directory,
+            None,
+            Pending(CIPD_TXN, "", ()),
+            _pending_identity=(subdir, package),
+            foreign=True,
+        )
+    record = SlotRecord(subdir, package, instance_id, CIPD_TXN)
+    return Slot(directory, record, None, foreign=True)
+
+
+def _cipd_current(directory: Path) -> str | None:
+    try:
+        target = os.readlink(directory / _CIPD_CURRENT)
+    except OSError:
+        try:
+            target = (directory / _CIPD_CURRENT_TXT).read_text(encoding="utf-8")
+        except OSError:
+            return None
+    target = target.strip().rstrip("/").rsplit("/", 1)[-1]
+    return target or None
+
+
+def _cipd_deployed_files(directory: Path, record: SlotRecord) -> list[InstalledFile]:
+    """Root-relative paths from the deployed manifest (``<iid>/.cipdpkg/manifest.json``).
+
+    In symlink mode each root path is a link to ``.cipd/pkgs/<n>/_current/<name>``; in
+    copy mode it is the file itself (size and mode known, no hash: a content check
+    reinstalls the package in our layout).
+    """
+    where = directory / record.instance_id / ".cipdpkg" / "manifest.json"
+    try:
+        manifest = load_object(where.read_bytes(), f"cipd deployed manifest {where}")
+    except (OSError, JsonShapeError) as exc:
+        raise StateError(f"{exc}; run the cipd client on this root, or delete it") from None
+    entries = manifest.get("files") or []
+    if not isinstance(entries, list):
+        raise _corrupt(where, "'files' is not a list")
+    symlink_mode = manifest.get("actual_install_mode", manifest.get("install_mode")) != "copy"
+    prefix = f"{record.subdir}/" if record.subdir else ""
+    files: list[InstalledFile] = []
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or name.startswith(".cipdpkg/"):
+            continue
+        path = prefix + name
+        if symlink_mode:
+            depth = path.count("/")
+            target = "../" * depth + f"{STATE_DIR}/pkgs/{directory.name}/{_CIPD_CURRENT}/{name}"
+            files.append(InstalledFile(path, 0, 0, 0, "", target))
+        elif isinstance(entry.get("symlink"), str):
+            files.append(InstalledFile(path, 0, 0, 0, "", entry["symlink"]))
+        else:
+            size = entry.get("size")
+            mode = 0o555 if entry.get("executable") else 0o444
+            files.append(InstalledFile(path, size if isinstance(size, int) else -1, 0, mode))
+    return files
 
 
 def _corrupt(path: Path, why: str) -> StateError:
