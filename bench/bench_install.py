@@ -35,8 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from caproni_tasks.packages.backends.directory import LocalRepository  # noqa: E402
 from caproni_tasks.packages.format import build_package  # noqa: E402
-from caproni_tasks.packages.local import LocalRepository  # noqa: E402
 
 SETTLE_SECONDS = 3.0
 TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"

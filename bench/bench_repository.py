@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from helpers_packages import StaticServer
 
+from caproni_tasks.packages.backends.directory import LocalRepository
+from caproni_tasks.packages.backends.static_http import HttpRepository
 from caproni_tasks.packages.format import build_package, instance_id_of_file
-from caproni_tasks.packages.http import HttpRepository
-from caproni_tasks.packages.local import LocalRepository
 
 
 def best(runs: int, fn: Callable[[], object]) -> float:

@@ -10,9 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.installer import Desired, Installer
-from caproni_tasks.packages.local import LocalRepository
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ def publish(
 ) -> str:
     """Build ``files`` as package ``name`` and register it in the local repository at
     ``repo_root`` with ``refs`` and ``tags``; return the instance ID."""
-    from caproni_tasks.packages.local import LocalRepository
+    from caproni_tasks.packages.backends.directory import LocalRepository
 
     work = work_dir or repo_root.parent / f".{repo_root.name}-work"
     work.mkdir(parents=True, exist_ok=True)

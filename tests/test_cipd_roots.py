@@ -16,9 +16,9 @@ import pytest
 from helpers_packages import publish
 from test_install_core import tree
 
+from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.installer import Desired, Installer
-from caproni_tasks.packages.local import LocalRepository
 
 V1 = {"bin/tool": "tool v1", "share/doc.txt": "doc v1"}
 V2 = {"bin/tool": "tool v2", "share/new.txt": "new in v2"}

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from helpers_packages import File, FileSpec, StaticServer, publish, raw_package
 
+from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.format import instance_id_of_file
-from caproni_tasks.packages.local import InstanceRecord, LocalRepository, PackageIndex
+from caproni_tasks.packages.index import InstanceRecord, PackageIndex
 
 TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from helpers_packages import File, FileSpec, Link, RawEntry, publish, raw_package, symlink_entry
 
+from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.format import instance_id_of_file
+from caproni_tasks.packages.index import InstanceRecord, PackageIndex
 from caproni_tasks.packages.installer import Desired, Installer, InstallError
-from caproni_tasks.packages.local import InstanceRecord, LocalRepository, PackageIndex
 from caproni_tasks.packages.repository import Repository
 from caproni_tasks.packages.state import RootState
 

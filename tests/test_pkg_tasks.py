@@ -11,8 +11,8 @@ from helpers_packages import File, Link, StaticServer, write_tree
 from invoke.program import Program
 
 import caproni_tasks
+from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.format import PackageReader, instance_id_of_file
-from caproni_tasks.packages.local import LocalRepository
 
 Result = tuple[int, str, str]
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from caproni_tasks.packages.backends.static_http import HttpRepository
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.format import instance_id_of_file
-from caproni_tasks.packages.http import HttpRepository
 from caproni_tasks.packages.repository import (
     BackendUnavailableError,
     HashMismatchError,
@@ -525,7 +525,7 @@ _DOWNLOAD_SCRIPT = """
 import sys
 from pathlib import Path
 from caproni_tasks.packages.cache import InstanceCache
-from caproni_tasks.packages.http import HttpRepository
+from caproni_tasks.packages.backends.static_http import HttpRepository
 InstanceCache(Path(sys.argv[1])).get(HttpRepository(sys.argv[2]), "a/b", sys.argv[3])
 """
 

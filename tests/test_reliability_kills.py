@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 from helpers_packages import File, FileSpec, Link, publish
 
+from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.installer import Desired, Installer
-from caproni_tasks.packages.local import LocalRepository
 
 DRIVER = Path(__file__).with_name("ensure_driver.py")
 KILLS = int(os.environ.get("CAPRONI_TASKS_RANDOM_KILLS", "30"))

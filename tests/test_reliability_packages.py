@@ -20,10 +20,10 @@ from test_ensure_task import invoke, wait_for
 from test_install_core import plant, tree
 
 import caproni_tasks
+from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.format import PackageFormatError, PackageLimits, PackageReader
 from caproni_tasks.packages.installer import Desired, Installer, InstallError
-from caproni_tasks.packages.local import LocalRepository
 from caproni_tasks.packages.state import RootState
 
 PAUSING_INVOKE = Path(__file__).with_name("pausing_invoke.py")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from helpers_packages import StaticServer, free_port, publish, self_signed_certificate
 
+from caproni_tasks.packages.backends.directory import LocalRepository
+from caproni_tasks.packages.backends.static_http import HttpRepository
 from caproni_tasks.packages.format import instance_id_of_file
-from caproni_tasks.packages.http import HttpRepository
-from caproni_tasks.packages.local import LocalRepository
 from caproni_tasks.packages.repository import (
     AmbiguousVersionError,
     BackendUnavailableError,

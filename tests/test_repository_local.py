@@ -12,8 +12,8 @@ import pytest
 from helpers_packages import build, publish
 
 from caproni_tasks.ensure import InvalidRef, InvalidTag
+from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.format import PackageFormatError, instance_id_of_file
-from caproni_tasks.packages.local import LocalRepository
 from caproni_tasks.packages.repository import (
     AmbiguousVersionError,
     BackendUnavailableError,
@@ -189,7 +189,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from caproni_tasks.packages.format import build_package
-from caproni_tasks.packages.local import LocalRepository
+from caproni_tasks.packages.backends.directory import LocalRepository
 
 repo = LocalRepository(sys.argv[1])
 work = Path(sys.argv[2])

@@ -17,6 +17,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from caproni_tasks.packages.backends.directory import LocalRepository
+    from caproni_tasks.packages.backends.static_http import HttpRepository
     from caproni_tasks.packages.cache import InstanceCache, default_cache_dir
     from caproni_tasks.packages.format import (
         FileEntry,
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
         build_package,
         instance_id_of_file,
     )
-    from caproni_tasks.packages.http import HttpRepository
     from caproni_tasks.packages.installer import (
         Action,
         ActionKind,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
         InstallResult,
         Plan,
     )
-    from caproni_tasks.packages.local import LocalRepository
     from caproni_tasks.packages.locking import FileLock, LockTimeoutError
     from caproni_tasks.packages.pinning import EnsureSource, PinningError
     from caproni_tasks.packages.repository import (

@@ -134,7 +134,7 @@ class RepositoryChoice:
     def open(self, network: NetworkOptions | None = None) -> Repository:
         """Open it; a bad URL or a local directory that does not exist is one error
         naming where the URL came from (rather than one error per package line)."""
-        from caproni_tasks.packages.local import LocalRepository
+        from caproni_tasks.packages.backends.directory import LocalRepository
         from caproni_tasks.packages.repository import RepositoryError, open_repository
 
         try:

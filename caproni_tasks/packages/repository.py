@@ -197,13 +197,13 @@ def open_repository(
 
 
 def _open_local(url: str) -> Repository:
-    from caproni_tasks.packages.local import LocalRepository
+    from caproni_tasks.packages.backends.directory import LocalRepository
 
     return LocalRepository.from_url(url)
 
 
 def _open_http(url: str, *, network: NetworkOptions | None = None) -> Repository:
-    from caproni_tasks.packages.http import HttpRepository
+    from caproni_tasks.packages.backends.static_http import HttpRepository
 
     options = network or NetworkOptions()
     return HttpRepository(

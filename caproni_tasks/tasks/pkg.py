@@ -365,7 +365,7 @@ def describe(
 @task(name="list", auto_shortflags=False, help={"repo": _REPO_HELP})
 def list_(c: Context, repo: str = "") -> None:
     """List the packages of a local directory repository."""
-    from caproni_tasks.packages.local import LocalRepository
+    from caproni_tasks.packages.backends.directory import LocalRepository
 
     with _polite_errors():
         repository = _open(c, repo)

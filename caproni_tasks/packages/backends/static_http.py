@@ -1,6 +1,6 @@
 """A read-only repository served over HTTP(S) by any static web server or bucket.
 
-The layout is the local one (`caproni_tasks.packages.local`), so ``python -m
+The layout is the local one (`caproni_tasks.packages.index`), so ``python -m
 http.server`` in a repository directory is a working server. Each package's
 ``@index.json`` is fetched at most once per `HttpRepository` object (one request per
 package however many versions are resolved, from however many threads). Instance
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from caproni_tasks.packages.local import (
+from caproni_tasks.packages.index import (
     CHUNK,
     INDEX_FILE,
     INSTANCES_DIR,
