@@ -114,8 +114,16 @@ class MirrorProcess:
 
 @dataclass(frozen=True)
 class LifecycleHook:
+    """A script run before processes start: ``edit_mode_prepare`` (once, and again when
+    the hooks change) or ``edit_mode_start`` (every run); see `caproni_tasks.reloader.hooks`.
+    """
+
     type: str
-    script: str
+    script: str  # a shell string, run with /bin/sh -c; ${NAME} already expanded
+    #: Where it runs (absolute): the repository directory of the file or reloader that
+    #: declares it. ``None`` means the directory the caller passes.
+    directory: Path | None = None
+    location: Location | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,12 @@ class CaproniConfig:
     notices: tuple[str, ...] = ()
     #: The personal overlay (``caproni.local.yaml``) merged on top, when there was one.
     overlay: Path | None = None
+    #: Top-level ``lifecycle_hooks`` of the main file, extended files, repository
+    #: fragments and the overlay, in merge order, each with its directory.
+    lifecycle_hooks: tuple[LifecycleHook, ...] = ()
+    #: Every file merged into this config, in merge order (main, extended files,
+    #: ``caproni-project.yaml`` fragments, overlay), absolute.
+    files: tuple[Path, ...] = ()
 
     @property
     def directory(self) -> Path:

@@ -21,6 +21,7 @@ from caproni_tasks.config.model import MirrorSettings, ProcessRef, ProcessSettin
 from caproni_tasks.reloader import proctree
 from caproni_tasks.reloader.contract import ReloaderError, RunFailedError
 from caproni_tasks.reloader.output import Output
+from caproni_tasks.reloader.proctree import MARKER_ENV
 from caproni_tasks.reloader.session import (
     ProcessRecord,
     SessionRecord,
@@ -35,7 +36,11 @@ from caproni_tasks.reloader.session import (
 from caproni_tasks.reloader.supervisor import SUPERVISOR_LABEL, Supervisor, SupervisorOptions
 
 if TYPE_CHECKING:
-    from caproni_tasks.config.model import CaproniConfig, ReloaderSpec
+    from pathlib import Path
+
+    from caproni_tasks.config.model import CaproniConfig, LifecycleHook, ReloaderSpec
+    from caproni_tasks.reloader.hooks import HookRunner
+    from caproni_tasks.reloader.variables import VariableHub
 
 __all__ = ["RunResult", "SessionWriter", "run_session", "select_reloaders"]
 
@@ -52,14 +57,11 @@ class RunResult:
 
 
 def select_reloaders(config: CaproniConfig, only: Sequence[str]) -> list[ReloaderSpec]:
-    """The reloaders to run, in file order; `RunFailedError` names unknown ones."""
-    if not only:
-        return list(config.reloaders.values())
-    unknown = [name for name in only if name not in config.reloaders]
-    if unknown:
-        known = ", ".join(config.reloaders) or "none"
-        raise RunFailedError(f"no reloader named {', '.join(unknown)} (reloaders: {known})")
-    return [spec for name, spec in config.reloaders.items() if name in only]
+    """The reloaders to run, in file order (edit mode applied, see
+    `caproni_tasks.reloader.selection`); `RunFailedError` names unknown ones."""
+    from caproni_tasks.reloader.selection import select
+
+    return list(select(config, only).run)
 
 
 def _known_processes(reloaders: Sequence[ReloaderSpec]) -> list[ProcessRef]:
@@ -131,15 +133,26 @@ async def run_session(
     output: Output | None = None,
     handle_signals: bool = True,
     subreaper: bool = True,
+    prepare: bool = False,
 ) -> RunResult:
     """Run the selected reloaders until a stop signal, or until every process has ended
     for good. Raises `RunFailedError` before starting anything when the session cannot
-    run (unknown reloader, a live session for the same config)."""
+    run (unknown reloader, a live session for the same config).
+
+    The config's lifecycle hooks run first (``prepare`` forces the prepare hooks); a
+    failing hook ends the session with the hook's exit code.
+    """
+    from caproni_tasks.reloader.hooks import HookRunner, reset_current_runner, set_current_runner
     from caproni_tasks.reloader.registry import new_manager
+    from caproni_tasks.reloader.selection import select, skipped_message
     from caproni_tasks.reloader.variables import VariableHub
 
-    reloaders = select_reloaders(config, only)
+    selection = select(config, only)
+    reloaders = list(selection.run)
     output = output or Output()
+    if selection.skipped:
+        for line in skipped_message(config, selection.skipped).splitlines():
+            output.event(SUPERVISOR_LABEL, line.strip())
     _claim_session(config, output)
     try:
         managers = {r.name: new_manager(r.type) for r in reloaders}
@@ -192,6 +205,16 @@ async def run_session(
         # Nobody reads our output any more (`| head -1` done): stop as on SIGTERM.
         output.on_closed = lambda: loop.call_soon_threadsafe(on_signal, signal.SIGPIPE)
     writer.flush()  # after the handlers: a signal from here on still cleans up
+    hooks = HookRunner(
+        output,
+        config.path,
+        force_prepare=prepare,
+        env={MARKER_ENV: writer.record.marker},
+    )
+    if not await _run_config_hooks(config, hooks, stop, result):
+        await _finish_early(supervisor, variables, writer, config, loop, handle_signals)
+        return result
+    hooks_token = set_current_runner(hooks)  # kinds run their own hooks through it
     tasks: dict[str, asyncio.Task[object]] = {
         name: asyncio.create_task(
             managers[name].run(reloader, config, supervisor), name=f"reloader {name}"
@@ -232,8 +255,9 @@ async def run_session(
                 loop.remove_signal_handler(signum)
         writer.enabled = False
         remove_session(config.path)
+        reset_current_runner(hooks_token)
     if result.errors:
-        result.exit_code = 1
+        result.exit_code = result.exit_code or 1
     elif result.stopped_by is None:
         # Everything ended by itself: succeed only if every process exited cleanly.
         processes = list(supervisor.processes.values())
@@ -247,6 +271,76 @@ async def run_session(
                 error=bool(failed),
             )
     return result
+
+
+async def _run_config_hooks(
+    config: CaproniConfig, hooks: HookRunner, stop: asyncio.Event, result: RunResult
+) -> bool:
+    """The config's lifecycle hooks, by scope (the config's own, then each repository
+    fragment's); False when one failed or a stop signal came first."""
+    from caproni_tasks.reloader.hooks import HookFailedError
+
+    async def all_scopes() -> None:
+        for scope, directory, scoped in hook_scopes(config):
+            await hooks.run(scoped, scope=scope, directory=directory)
+
+    if not config.lifecycle_hooks:
+        return True
+    task = asyncio.create_task(all_scopes())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return False
+    error = task.exception()
+    if isinstance(error, HookFailedError):
+        result.errors.append(str(error))
+        result.exit_code = error.exit_code
+        return False
+    if error is not None:
+        raise error
+    return True
+
+
+def hook_scopes(
+    config: CaproniConfig,
+) -> list[tuple[str, Path, tuple[LifecycleHook, ...]]]:
+    """Top-level hooks grouped by the directory they run in: ``(scope, directory, hooks)``
+    in merge order. The scope names the directory relative to the config."""
+    groups: dict[Path, list[LifecycleHook]] = {}
+    for hook in config.lifecycle_hooks:
+        directory = hook.directory if hook.directory is not None else config.directory
+        groups.setdefault(directory, []).append(hook)
+    scopes = []
+    for directory, listed in groups.items():
+        try:
+            shown = str(directory.relative_to(config.directory))
+        except ValueError:
+            shown = str(directory)
+        scopes.append((f"hooks {shown}" if shown != "." else "hooks", directory, tuple(listed)))
+    return scopes
+
+
+async def _finish_early(
+    supervisor: Supervisor,
+    variables: VariableHub,
+    writer: SessionWriter,
+    config: CaproniConfig,
+    loop: asyncio.AbstractEventLoop,
+    handle_signals: bool,
+) -> None:
+    """End a session that never started its reloaders (a hook failed, or a signal)."""
+    await supervisor.close()
+    await variables.close()
+    await asyncio.to_thread(stop_marked, writer.record.marker)
+    if handle_signals:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+    writer.enabled = False
+    remove_session(config.path)
 
 
 def _claim_session(config: CaproniConfig, output: Output) -> None:

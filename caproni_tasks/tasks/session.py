@@ -39,15 +39,23 @@ def _validate_all(config: CaproniConfig, only: list[str] | None = None) -> list[
     return validate_reloaders(config, only or ())
 
 
-def _checked_config(path: Path, only: list[str] | None = None) -> CaproniConfig:
-    """Load and validate (the reloaders in ``only``, when given: a reloader left out
-    cannot stop the others); print every diagnostic; stop on errors."""
+def _checked_config(
+    path: Path, only: list[str] | None = None, *, selected: bool = False
+) -> CaproniConfig:
+    """Load and validate (the reloaders in ``only``, when given, and with ``selected``
+    those edit mode lets run: a reloader left out cannot stop the others); print every
+    diagnostic; stop on errors."""
     from caproni_tasks.diagnostics import has_errors
 
     config, diagnostics, sources = _load(path)
     if config is not None:
         known = [name for name in only or () if name in config.reloaders]
-        diagnostics.extend(_validate_all(config, known if known == only else None))
+        names = known if known == only else None
+        if selected and not only:
+            from caproni_tasks.reloader.selection import select
+
+            names = [spec.name for spec in select(config).run] or None
+        diagnostics.extend(_validate_all(config, names))
     if diagnostics:
         print_diagnostics(diagnostics, "text", sources)
     if config is None or has_errors(diagnostics):
@@ -67,31 +75,38 @@ def _tools_on_path(c: Context) -> None:
 @task(
     iterable=["only"],
     help={
-        "only": "Run only this reloader (repeatable). Default: every reloader.",
+        "only": "Run only this reloader (repeatable), whatever its edit mode. Default: "
+        "every reloader, except those of kinds that need edit_mode: true (mirror).",
         "config": CONFIG_HELP,
+        "prepare": "Run the edit_mode_prepare lifecycle hooks again, even if unchanged.",
     },
 )
-def run(c: Context, only: list[str] | None = None, config: str | None = None) -> None:
+def run(
+    c: Context, only: list[str] | None = None, config: str | None = None, prepare: bool = False
+) -> None:
     """Run the reloaders of caproni.yaml with restarts and hot reload until Ctrl-C."""
     import asyncio
 
     from caproni_tasks.reloader import ReloaderError, RunFailedError
     from caproni_tasks.reloader.output import Output
-    from caproni_tasks.reloader.runner import run_session, select_reloaders
+    from caproni_tasks.reloader.runner import run_session
+    from caproni_tasks.reloader.selection import select, skipped_message
 
     path = setting_path(c, "config", config)
     names = listed(only)
-    loaded = _checked_config(path, names)
+    loaded = _checked_config(path, names, selected=True)
     try:
-        select_reloaders(loaded, names)
+        selection = select(loaded, names)
     except RunFailedError as exc:
         fail(str(exc), 2)
     if not loaded.reloaders:
         fail(f"{path}: no reloaders to run", 1)
+    if not selection.run:
+        fail(f"{path}: no reloaders to run; " + skipped_message(loaded, selection.skipped), 1)
     _tools_on_path(c)
     output = Output()
     try:
-        result = asyncio.run(run_session(loaded, only=names, output=output))
+        result = asyncio.run(run_session(loaded, only=names, output=output, prepare=prepare))
     except ReloaderError as exc:
         fail(str(exc), 1)
     finally:
