@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from caproni_tasks.atomicfile import write_atomic
+
 if TYPE_CHECKING:
     from caproni_tasks.packages.repository import Repository
 
@@ -138,13 +140,9 @@ class InstanceCache:
         return self.directory / f"{instance_id}.ok"
 
     def _mark_verified(self, instance_id: str, path: Path) -> None:
-        marker = self._marker(instance_id)
-        tmp = marker.with_name(f".{marker.name}.{secrets.token_hex(4)}")
-        try:
-            tmp.write_text(json.dumps(_stat_key(path.stat())), encoding="utf-8")
-            os.replace(tmp, marker)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # only an optimisation: next use re-hashes
+        record = json.dumps(_stat_key(path.stat()))
+        with contextlib.suppress(OSError):  # only an optimisation: next use re-hashes
+            write_atomic(self._marker(instance_id), record, durable=False)
 
     def _claim(self, instance_id: str) -> contextlib.AbstractContextManager[Path]:
         """A context giving a fresh temporary path for one download, with the download's
