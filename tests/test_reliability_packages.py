@@ -384,3 +384,20 @@ def test_pkg_list_of_a_missing_repository_is_an_error(
     code = _run(monkeypatch, project, "pkg.list", "--repo", str(project / "nowhere"))
     assert code == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_pkg_create_out_into_a_missing_directory_creates_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = project / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    out = project / "no/such/dir/p.cipd"
+    repo = project / "published"
+    code = _run(
+        monkeypatch, project, "pkg.create", "--in", str(src), "--name", "t/c",
+        "--out", str(out), "--repo", str(repo),
+    )  # fmt: skip
+    assert code == 1
+    assert f"directory {out.parent} does not exist" in capsys.readouterr().err
+    assert not (project / "no").exists()
