@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from caproni_tasks.config.model import ProcessSpec
 from caproni_tasks.reloader.backoff import BackoffPolicy
+from caproni_tasks.reloader.description import ProcessDescription
 from caproni_tasks.reloader.output import Output
 from caproni_tasks.reloader.supervisor import Supervisor, SupervisorOptions
 
@@ -79,8 +79,8 @@ def read_pid(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def spec(name: str, command: str, directory: Path, **fields: Any) -> ProcessSpec:
-    return ProcessSpec(name=name, command=command, directory=directory, **fields)
+def spec(name: str, command: str, directory: Path, **fields: Any) -> ProcessDescription:
+    return ProcessDescription(name=name, command=command, cwd=directory, **fields)
 
 
 class CapturedOutput(Output):
@@ -123,7 +123,7 @@ def fast_options(**overrides: Any) -> SupervisorOptions:
 @asynccontextmanager
 async def supervising(
     reloader: str,
-    specs: list[ProcessSpec],
+    specs: list[ProcessDescription],
     *,
     supervisor: Supervisor | None = None,
     **options: Any,

@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 
 from caproni_tasks.config import (
     LoadResult,
-    MirrorSettings,
     ProcessRef,
-    ProcessSettings,
     ProcessSpec,
     ReadyCheck,
-    SkaffoldSettings,
     load_config,
 )
 from caproni_tasks.config.cache import cache_dir
 from caproni_tasks.diagnostics import Severity, has_errors
+from caproni_tasks.reloader.kinds.mirror import MirrorSettings
+from caproni_tasks.reloader.kinds.process import ProcessSettings
+from caproni_tasks.reloader.kinds.skaffold import SkaffoldSettings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "caproni-v2" / "caproni.yaml"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from caproni_tasks.config import load_config
-from caproni_tasks.config.model import CaproniConfig, ProcessSettings, ProcessSpec, ReloaderSpec
+from caproni_tasks.config.model import CaproniConfig, ProcessSpec, ReloaderSpec
 from caproni_tasks.reloader import RunFailedError, State, new_manager
-from caproni_tasks.reloader.process import command_executable
+from caproni_tasks.reloader.kinds.process import ProcessSettings, command_executable
 from caproni_tasks.reloader.session import ProcessRecord, SessionRecord, session_file, write_session
 from caproni_tasks.reloader.supervisor import Supervisor
 

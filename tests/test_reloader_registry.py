@@ -60,9 +60,9 @@ def test_list_types_is_sorted_and_register_adds() -> None:
         assert "aaa-fake" in names
         assert new_manager("aaa-fake").type == "zzz-fake"
     finally:
-        from caproni_tasks.reloader import registry
+        from caproni_tasks.config import kinds
 
-        registry._factories.pop("aaa-fake", None)
+        kinds._kinds.pop("aaa-fake", None)
 
 
 @pytest.fixture
@@ -90,9 +90,9 @@ def plugin_dist(tmp_path: Path) -> Iterator[Path]:
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("fakekind", None)
-        from caproni_tasks.reloader import registry
+        from caproni_tasks.config import kinds
 
-        registry._factories.pop("fake", None)
+        kinds._kinds.pop("fake", None)
         refresh_plugins()
 
 

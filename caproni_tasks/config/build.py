@@ -8,6 +8,7 @@ cycles are checked here; each problem is reported at the line that holds it.
 from __future__ import annotations
 
 import os
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,25 +19,19 @@ from caproni_tasks.config.graph import cycles
 from caproni_tasks.config.model import (
     CaproniConfig,
     KindSettings,
-    LifecycleHook,
     Location,
-    MirrorProcess,
-    MirrorSettings,
-    MirrorTarget,
     ProcessRef,
-    ProcessSettings,
     ProcessSpec,
     ReadyCheck,
     ReloaderSpec,
     RepositorySpec,
     RuntimeVarSpec,
-    SkaffoldSettings,
 )
 from caproni_tasks.config.strict import INVALID
 from caproni_tasks.config.yamldoc import Document, YamlPath
 from caproni_tasks.diagnostics import Diagnostic
 
-__all__ = ["Builder"]
+__all__ = ["Builder", "SectionContext"]
 
 
 @dataclass
@@ -46,7 +41,66 @@ class _Pending:
     reloader: str
     name: str
     entries: list[tuple[str, YamlPath]]
-    fields: dict[str, Any]
+    spec: ProcessSpec
+
+
+@dataclass
+class SectionContext:
+    """What a kind's settings builder (`caproni_tasks.config.kinds.Kind.build`) may use.
+
+    ``steps`` are keys (and list indexes) below the kind's section, e.g.
+    ``ctx.error(("processes", "web", "command"), "my-code", "message")``.
+    """
+
+    builder: Builder
+    reloader: str
+    kind: str
+    #: The reloader's directory (absolute): its repository's, else the config file's.
+    directory: Path
+
+    @property
+    def path(self) -> YamlPath:
+        """The section's own place in the document."""
+        return ("reloaders", self.reloader, self.kind)
+
+    def at(self, steps: YamlPath = (), *, key: bool = False) -> Location:
+        """File, line and column of a value (or of its key) in the section."""
+        return self.builder.at((*self.path, *steps), key=key)
+
+    def error(self, steps: YamlPath, code: str, message: str) -> None:
+        """Report an error at a value of the section (the config then fails to load)."""
+        self.builder.error(self.at(steps), code, message)
+
+    def expand(self, text: str, steps: YamlPath) -> tuple[str, frozenset[str]]:
+        """``${NAME}`` expanded from ``variables``; the ``${runtimevar:NAME}`` names used
+        (kept in the text: render it with `caproni_tasks.config.expand_runtimevars`)."""
+        template, names = self.builder.expand(text, (*self.path, *steps))
+        return template, frozenset(names)
+
+    def env(self, raw: Any, steps: YamlPath) -> tuple[dict[str, str], frozenset[str]]:
+        """An ``env:`` mapping expanded like `expand`, with the runtime variables used."""
+        env, names = self.builder._env(raw, (*self.path, *steps))
+        return env, frozenset(names)
+
+    def join(self, relative: str) -> Path:
+        """A path written relative to the reloader's directory, made absolute."""
+        return _join(self.directory, relative)
+
+    def ready(self, raw: Any, steps: YamlPath) -> ReadyCheck | None:
+        """A ``ready:`` check (schema node `caproni_tasks.config.schema.READY`)."""
+        return self.builder._ready(raw, (*self.path, *steps))
+
+    def processes(self, raw: Any, steps: YamlPath) -> tuple[ProcessSpec, ...]:
+        """The entries of a mapping of processes in the common shape (schema node
+        `caproni_tasks.config.schema.PROCESS`). Their ``depends_on`` is resolved once every
+        reloader is built: keep them in a ``processes`` field of the settings dataclass,
+        which is then replaced with the resolved specs."""
+        self.builder._declare(self.reloader, [n for n, _ in _entries(raw, True)])
+        built = []
+        for name, entry in _entries(raw):
+            where: YamlPath = (*self.path, *steps, name)
+            built.append(self.builder._process(self.reloader, name, entry, where, self.directory))
+        return tuple(built)
 
 
 @dataclass
@@ -57,8 +111,17 @@ class Builder:
     overlay: Path | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
+    #: Where ``${NAME}`` looks when ``variables`` has no NAME (the loader passes the
+    #: process environment, recording what it reads).
+    environ: Mapping[str, str] = field(default_factory=dict)
     runtimevars: dict[str, RuntimeVarSpec] = field(default_factory=dict)
     _pending: list[_Pending] = field(default_factory=list)
+    #: Reloaders whose settings describe processes (``depends_on`` may name them) and
+    #: the names of those processes, invalid entries included.
+    _declared: dict[str, list[str]] = field(default_factory=dict)
+    #: False once a reloader of a third-party kind was built: its builder's code is not
+    #: part of the cache key, so such a config is not cached.
+    cacheable: bool = True
     #: Sections that failed the schema: references into them are not reported, as the
     #: schema error already was and "unknown name" would only be noise.
     _broken: set[str] = field(default_factory=set)
@@ -138,30 +201,25 @@ class Builder:
     # -- kinds ----------------------------------------------------------------------
 
     def _settings(self, reloader: str, kind: str, raw: Any, directory: Path) -> KindSettings:
-        path: YamlPath = ("reloaders", reloader, kind)
+        """The kind's builder turns its validated section into typed settings."""
+        from caproni_tasks.config.kinds import find_kind
+
         if raw is INVALID:
+            self._broken.add(f"reloader:{reloader}")
             return {}
-        if kind == "process":
-            for name, entry in _entries(raw.get("processes"), True):
-                if entry is not INVALID:
-                    self._process(reloader, name, entry, (*path, "processes", name), directory)
-            return ProcessSettings(processes=())  # filled in by _resolve_dependencies
-        if kind == "mirror":
-            return self._mirror(raw, path)
-        if kind == "skaffold":
-            return SkaffoldSettings(
-                file=str(raw.get("file", "skaffold.yaml")),
-                profiles=tuple(raw.get("profiles", ())),
-                modules=tuple(raw.get("modules", ())),
-                kube_context=raw.get("kube_context"),
-                namespace=raw.get("namespace"),
-                port_forward=str(raw.get("port_forward", "user")),
-            )
-        return dict(raw) if isinstance(raw, Mapping) else {}
+        found = find_kind(kind, quiet=True)
+        if found is None or not found.builtin:
+            self.cacheable = False
+        if found is None or found.build is None:
+            return dict(raw) if isinstance(raw, Mapping) else {}
+        return found.build(raw, SectionContext(self, reloader, kind, directory))
+
+    def _declare(self, reloader: str, names: list[str]) -> None:
+        self._declared.setdefault(reloader, []).extend(names)
 
     def _process(
         self, reloader: str, name: str, entry: dict[str, Any], path: YamlPath, base: Path
-    ) -> None:
+    ) -> ProcessSpec:
         command, used = self.expand(str(entry["command"]), (*path, "command"))
         env, env_used = self._env(entry.get("env"), (*path, "env"))
         ready = self._ready(entry.get("ready"), (*path, "ready"))
@@ -169,28 +227,23 @@ class Builder:
             (str(item), (*path, "depends_on", i))
             for i, item in enumerate(entry.get("depends_on", ()))
         ]
-        self._pending.append(
-            _Pending(
-                reloader,
-                name,
-                depends,
-                dict(
-                    name=name,
-                    command=command,
-                    directory=_join(base, str(entry.get("directory") or ".")),
-                    env=env,
-                    watch=tuple(entry.get("watch", ())),
-                    ignore=tuple(entry.get("ignore", ())),
-                    restart=entry.get("restart", "on-failure"),
-                    max_restarts=int(entry.get("max_restarts", 10)),
-                    stop_signal=str(entry.get("stop_signal", "SIGTERM")),
-                    stop_timeout=float(entry.get("stop_timeout", 10.0)),
-                    ready=ready,
-                    runtimevars=frozenset(used | env_used),
-                    location=self.at(path, key=True),
-                ),
-            )
+        spec = ProcessSpec(
+            name=name,
+            command=command,
+            directory=_join(base, str(entry.get("directory") or ".")),
+            env=env,
+            watch=tuple(entry.get("watch", ())),
+            ignore=tuple(entry.get("ignore", ())),
+            restart=entry.get("restart", "on-failure"),
+            max_restarts=int(entry.get("max_restarts", 10)),
+            stop_signal=str(entry.get("stop_signal", "SIGTERM")),
+            stop_timeout=float(entry.get("stop_timeout", 10.0)),
+            ready=ready,
+            runtimevars=frozenset(used | env_used),
+            location=self.at(path, key=True),
         )
+        self._pending.append(_Pending(reloader, name, depends, spec))
+        return spec
 
     def _ready(self, raw: Any, path: YamlPath) -> ReadyCheck | None:
         if not raw:
@@ -210,40 +263,6 @@ class Builder:
             return None
         return ReadyCheck(tcp=raw.get("tcp"), http=raw.get("http"), log=raw.get("log"))
 
-    def _mirror(self, raw: dict[str, Any], path: YamlPath) -> MirrorSettings:
-        target = raw["target"]
-        processes = []
-        for name, entry in _entries(raw.get("edit_mode_processes")):
-            where: YamlPath = (*path, "edit_mode_processes", name)
-            command, used = self.expand(str(entry["command"]), (*where, "command"))
-            env, env_used = self._env(entry.get("env"), (*where, "env"))
-            processes.append(
-                MirrorProcess(
-                    name=name,
-                    command=command,
-                    port=entry.get("port"),
-                    context=entry.get("context", "mirror"),
-                    env=env,
-                    location=self.at(where, key=True),
-                    runtimevars=frozenset(used | env_used),
-                )
-            )
-        return MirrorSettings(
-            target=MirrorTarget(
-                namespace=target["namespace"],
-                kubernetes_type=target["kubernetes_type"],
-                name=target["name"],
-                container=target.get("container"),
-            ),
-            filesystem=raw.get("filesystem") or {},
-            network=raw.get("network") or {},
-            edit_mode_processes=tuple(processes),
-            lifecycle_hooks=tuple(
-                LifecycleHook(type=hook["type"], script=hook["script"])
-                for hook in raw.get("lifecycle_hooks", ())
-            ),
-        )
-
     # -- ${...} ---------------------------------------------------------------------
 
     def _env(self, raw: Any, path: YamlPath) -> tuple[dict[str, str], set[str]]:
@@ -257,7 +276,9 @@ class Builder:
     def expand(self, text: str, path: YamlPath) -> tuple[str, set[str]]:
         """Load-time expansion of one value; problems reported at the reference."""
         try:
-            template, runtime, unknown = expand_variables(text, self.variables)
+            template, runtime, unknown = expand_variables(
+                text, ChainMap(self.variables, self.environ)  # type: ignore[arg-type]
+            )
         except TemplateError as exc:
             self.error(self._reference_at(path, text, exc.offset, 2), "bad-reference", str(exc))
             return text, set()
@@ -266,8 +287,8 @@ class Builder:
             self.error(
                 self._reference_at(path, text, ref.offset, ref.length),
                 "unknown-variable",
-                f"unknown variable '{ref.name}' in {ref.text} (variables: {known}; "
-                "write $$ for a literal $)",
+                f"unknown variable '{ref.name}' in {ref.text}: not under variables nor "
+                f"in the environment (variables: {known}; write $$ for a literal $)",
             )
         names: set[str] = set()
         for ref in runtime:
@@ -313,21 +334,15 @@ class Builder:
     def _resolve_dependencies(
         self, reloaders: dict[str, ReloaderSpec], raw: Mapping[str, Any]
     ) -> dict[str, ReloaderSpec]:
-        processes: dict[str, list[str]] = {}
+        from dataclasses import fields, is_dataclass, replace
+
         for name, entry in raw.items():
             if entry is INVALID:
                 self._broken.add(f"reloader:{name}")
-                continue
-            if entry.get("type") != "process":
-                continue
-            section = entry.get("process")
-            if isinstance(section, dict):
-                processes[name] = [p for p, _ in _entries(section.get("processes"), True)]
-            else:
-                self._broken.add(f"reloader:{name}")
+        processes = self._declared
         graph: dict[ProcessRef, tuple[ProcessRef, ...]] = {}
         edge_at: dict[ProcessRef, YamlPath] = {}
-        built: dict[str, list[ProcessSpec]] = {name: [] for name in processes}
+        built: dict[str, dict[str, ProcessSpec]] = {name: {} for name in processes}
         for pending in self._pending:
             me = ProcessRef(pending.reloader, pending.name)
             refs: list[ProcessRef] = []
@@ -337,12 +352,24 @@ class Builder:
                         refs.append(ref)
                         edge_at.setdefault(me, where)
             graph[me] = tuple(refs)
-            built[pending.reloader].append(ProcessSpec(depends_on=tuple(refs), **pending.fields))
+            resolved = replace(pending.spec, depends_on=tuple(refs))
+            built.setdefault(pending.reloader, {})[pending.name] = resolved
         self._report_cycles(graph, edge_at)
         result: dict[str, ReloaderSpec] = {}
         for name, spec in reloaders.items():
-            if isinstance(spec.settings, ProcessSettings):
-                spec = _replace_settings(spec, ProcessSettings(tuple(built.get(name, ()))))
+            settings = spec.settings
+            done = built.get(name)
+            if (
+                done
+                and is_dataclass(settings)
+                and not isinstance(settings, type)
+                and any(f.name == "processes" for f in fields(settings))
+            ):
+                listed = settings.processes  # type: ignore[attr-defined]
+                updated = tuple(
+                    done.get(p.name, p) if isinstance(p, ProcessSpec) else p for p in listed
+                )
+                spec = replace(spec, settings=replace(settings, processes=updated))
             result[name] = spec
         return result
 
@@ -402,7 +429,8 @@ class Builder:
         kind = reloaders[reloader].type if reloader in reloaders else "?"
         return (
             f"depends_on '{text}': reloader '{reloader}' is of type {kind}; depends_on can "
-            "only name processes of reloaders of type process"
+            "only name processes of reloaders of type process (or of kinds that declare "
+            "their processes)"
         )
 
     def _report_cycles(
@@ -428,9 +456,3 @@ def _entries(raw: Any, keep_invalid: bool = False) -> list[tuple[str, Any]]:
 
 def _join(base: Path, relative: str) -> Path:
     return Path(os.path.normpath(base / Path(relative).expanduser()))
-
-
-def _replace_settings(spec: ReloaderSpec, settings: KindSettings) -> ReloaderSpec:
-    from dataclasses import replace
-
-    return replace(spec, settings=settings)

@@ -63,6 +63,13 @@ def _node(node: Node, description: str = "") -> dict[str, Any]:
 
 
 def _shape(node: Node) -> dict[str, Any]:
+    from caproni_tasks.config.jsonscalars import duration_shape, scalar_shape
+
+    scalar = scalar_shape(node)
+    if scalar is not None:
+        return scalar
+    if isinstance(node, Duration):
+        return duration_shape()
     if isinstance(node, Version):
         return {"const": node.value}
     if isinstance(node, Text):
@@ -142,13 +149,18 @@ def _struct(fields: dict[str, Field] | Any, *, closed: bool = True) -> dict[str,
 
 
 def _reloader(node: Reloader) -> dict[str, Any]:
-    """Common fields, the built-in kinds' sections, and "a section must match type"."""
+    """Common fields, every registered kind's section, and "a section must match type"."""
+    from caproni_tasks.config.kinds import known_kinds
+
+    sections: dict[str, Node] = {
+        kind.name: kind.section if kind.section is not None else Data() for kind in known_kinds()
+    }
     shape = _struct(node.fields, closed=False)
-    for kind, section in node.kinds.items():
+    for kind, section in sections.items():
         shape["properties"][kind] = _node(section)
     rules = []
-    for kind, section in node.kinds.items():
-        others = {other: False for other in node.kinds if other != kind}
+    for kind, section in sections.items():
+        others = {other: False for other in sections if other != kind}
         then: dict[str, Any] = {"properties": others}
         if isinstance(section, Struct) and any(f.required for f in section.fields.values()):
             then["required"] = [kind]

@@ -6,11 +6,16 @@ reference errors all come back as `Diagnostic`s with file:line:column.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from caproni_tasks.config.model import CaproniConfig
+from caproni_tasks.config.model import CaproniConfig, LifecycleHook
 from caproni_tasks.diagnostics import Diagnostic, Severity, has_errors
 from caproni_tasks.userfiles import read_regular_text
 
@@ -71,15 +76,30 @@ def load_text(
     overlay_name: str | None = None,
     result: LoadResult | None = None,
     cache: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Load from texts already read (``path`` names the main file; nothing is read)."""
+    """Load from texts already read (``path`` names the main file). Files the main file
+    and the overlay extend, and the ``caproni-project.yaml`` of repositories in edit mode,
+    are read from disk; ``environ`` (default: the process environment) is what
+    ``variables`` and ``${NAME}`` read.
+
+    A file named ``caproni-project.yaml`` is checked as a fragment on its own: no
+    ``version`` needed, repositories defined elsewhere are a notice.
+    """
     from caproni_tasks.config.build import Builder
     from caproni_tasks.config.cache import cache_key, read_cached, write_cached
-    from caproni_tasks.config.schema import ROOT
+    from caproni_tasks.config.compose import (
+        CONCATENATED,
+        Composer,
+        edit_mode_repositories,
+        is_fragment,
+    )
+    from caproni_tasks.config.shellvars import EnvView
     from caproni_tasks.config.strict import Checker
     from caproni_tasks.config.yamldoc import Document, parse_yaml
 
     result = result if result is not None else LoadResult(None)
+    environ = os.environ if environ is None else environ
     name = str(path)
     result.sources[name] = text
     if overlay_text is not None:
@@ -89,11 +109,12 @@ def load_text(
     if cache and not has_errors(result.diagnostics):
         absolute = str(Path(path).absolute())
         key = cache_key([name, absolute, text, overlay_name, overlay_text])
-        hit = read_cached(key)
+        hit = read_cached(key, environ)
         if hit is not None:
             result.config, found = hit
             result.diagnostics.extend(found)
             return result
+    fragment_mode = is_fragment(Path(path))
     main, problems = parse_yaml(text, name)
     result.diagnostics.extend(problems)
     overlay = None
@@ -102,37 +123,148 @@ def load_text(
         result.diagnostics.extend(problems)
     if main is None or has_errors(result.diagnostics):
         return result
-    if main.root is None:
+    if main.root is None and not fragment_mode:
         result.diagnostics.append(
             Diagnostic.error(name, 1, 1, "empty-config", "empty config: start it with 'version: 2'")
         )
         return result
 
-    doc = Document.of(main, overlay)
+    main_path = Path(path).absolute()
+    base = main_path.parent
+    overlay_abs = base / Path(overlay_name).name if overlay is not None and overlay_name else None
+    composer = Composer(base, name, sources=result.sources)
+    layers = composer.chain(main, main_path, "main", base)
+    late = []
+    if overlay is not None and overlay_abs is not None:
+        late = composer.chain(overlay, overlay_abs, "overlay", base, stack=(main_path,))
+    if not fragment_mode:
+        before = Document.of_layers([x.parsed for x in layers + late], concatenate=CONCATENATED)
+        for repository, directory in edit_mode_repositories(before.root, base):
+            layers += composer.fragment(repository, directory, (main_path,))
+    layers += late
+    result.diagnostics.extend(composer.diagnostics)
+    if has_errors(result.diagnostics):
+        return result
+
+    doc = Document.of_layers([x.parsed for x in layers], concatenate=CONCATENATED)
     checker = Checker(doc)
-    data = checker.check_root(ROOT)
+    data = checker.check_root(_fragment_root() if fragment_mode else _root())
     notices = _ignored_notice(doc, result)
     result.diagnostics.extend(checker.diagnostics)
-    main_path = Path(path).absolute()
-    builder = Builder(
-        doc,
-        result.sources,
-        main_path,
-        overlay=main_path.parent / Path(overlay_name).name
-        if overlay is not None and overlay_name
-        else None,
-    )
+    env = EnvView(environ)
+    builder = Builder(doc, result.sources, main_path, overlay=overlay_abs, environ=env)
+    _expand_variables(data, builder, env)
     config = builder.build(data, notices)
+    config = replace(
+        config,
+        lifecycle_hooks=_hooks(data, builder, layers),
+        files=tuple(layer.path for layer in layers),
+    )
     result.diagnostics.extend(builder.diagnostics)
+    if fragment_mode:
+        result.diagnostics[:] = [_elsewhere(d, name) for d in result.diagnostics]
     files = list(result.sources)
     result.diagnostics.sort(
         key=lambda d: (files.index(d.file) if d.file in files else len(files), d.line, d.column)
     )
     if not has_errors(result.diagnostics):
         result.config = config
-        if key is not None:
-            write_cached(key, config, result.diagnostics)
+        if key is not None and builder.cacheable:
+            write_cached(
+                key, config, result.diagnostics, deps={"files": composer.deps, "env": env.read}
+            )
     return result
+
+
+def _root() -> Any:
+    from caproni_tasks.config.schema import ROOT
+
+    return ROOT
+
+
+@functools.cache
+def _fragment_root() -> Any:
+    """The top level of a fragment checked alone: as the main file's, but ``version`` is
+    not required (fragments and extended files have none)."""
+    from caproni_tasks.config.spec import Field
+
+    root = _root()
+    fields = dict(root.fields)
+    fields["version"] = Field(fields["version"].node)
+    return dataclasses.replace(root, fields=fields)
+
+
+def _expand_variables(data: dict[str, Any], builder: Any, env: Mapping[str, str]) -> None:
+    """``variables:`` values with the environment expanded (shell style), in place;
+    a failure is an error at the value, carrying its message."""
+    from caproni_tasks.config.shellvars import ShellVarError, expand_shell
+
+    raw = data.get("variables")
+    if not isinstance(raw, dict):
+        return
+    for key, value in list(raw.items()):
+        if not isinstance(value, str):
+            continue
+        try:
+            raw[key] = expand_shell(value, env)
+        except ShellVarError as exc:
+            where = builder._reference_at(("variables", key), value, exc.offset, 2)
+            builder.error(where, "variable-expansion", f"variable {key}: {exc}")
+
+
+def _hooks(data: dict[str, Any], builder: Any, layers: list[Any]) -> tuple[LifecycleHook, ...]:
+    """Top-level lifecycle hooks, each with the directory of the file that declares it."""
+    from caproni_tasks.config.expand import expand_runtimevars
+
+    raw = data.get("lifecycle_hooks")
+    if not isinstance(raw, list):
+        return ()
+    directories = {layer.parsed.name: layer.directory for layer in layers}
+    hooks: list[LifecycleHook] = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            continue
+        where = builder.at(("lifecycle_hooks", index))
+        path = ("lifecycle_hooks", index, "script")
+        template, runtimevars = builder.expand(str(entry["script"]), path)
+        if runtimevars:
+            builder.error(
+                builder.at(path),
+                "bad-reference",
+                "runtime variables cannot be used in lifecycle hooks (they run before the "
+                "variables are watched)",
+            )
+            continue
+        try:
+            script = expand_runtimevars(template, {})
+        except (KeyError, ValueError):
+            continue  # already reported by expand
+        hooks.append(
+            LifecycleHook(
+                type=str(entry["type"]),
+                script=script,
+                directory=directories.get(where.file, builder.path.parent),
+                location=where,
+            )
+        )
+    return tuple(hooks)
+
+
+def _elsewhere(diagnostic: Diagnostic, name: str) -> Diagnostic:
+    """In a fragment checked alone, a repository of the main file is not a mistake."""
+    if diagnostic.code != "unknown-repository":
+        return diagnostic
+    found = re.search(r"unknown repository '([^']*)'", diagnostic.message)
+    repository = found.group(1) if found else "?"
+    return Diagnostic(
+        diagnostic.file,
+        diagnostic.line,
+        diagnostic.column,
+        Severity.NOTICE,
+        "repository-elsewhere",
+        f"repository '{repository}' is not defined in {name}: it must be defined in the "
+        "caproni.yaml whose edit mode merges this fragment",
+    )
 
 
 def _read(path: Path, name: str, result: LoadResult, *, required: bool) -> str | None:
@@ -177,20 +309,25 @@ def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
 
 
 def _ignored_notice(doc: Any, result: LoadResult) -> tuple[str, ...]:
+    """One notice per file holding cluster-management sections, naming the file."""
     from caproni_tasks.config.schema import IGNORED_KEYS
 
     present = [key for key in doc.root if key in IGNORED_KEYS]
-    if not present:
-        return ()
-    listed = ", ".join(f"'{key}'" for key in present)
-    message = (
-        f"ignoring {listed}: cluster management is not part of caproni-tasks; "
-        "only repositories, reloaders and variables are used"
-    )
-    where = doc.locate((present[0],), key=True)
-    result.diagnostics.append(
-        Diagnostic(
-            where.file, where.line, where.column, Severity.NOTICE, "ignored-section", message
+    by_file: dict[str, list[str]] = {}
+    for key in present:
+        by_file.setdefault(doc.locate((key,), key=True).file, []).append(key)
+    messages: list[str] = []
+    for file, keys in by_file.items():
+        listed = ", ".join(f"'{key}'" for key in keys)
+        message = (
+            f"ignoring {listed} in {file}: cluster management is not part of caproni-tasks; "
+            "only repositories, reloaders, variables and lifecycle hooks are used"
         )
-    )
-    return (message,)
+        where = doc.locate((keys[0],), key=True)
+        result.diagnostics.append(
+            Diagnostic(
+                where.file, where.line, where.column, Severity.NOTICE, "ignored-section", message
+            )
+        )
+        messages.append(message)
+    return tuple(messages)

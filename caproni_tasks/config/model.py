@@ -83,36 +83,6 @@ def _render(
 
 
 @dataclass(frozen=True)
-class ProcessSettings:
-    """The ``process:`` section of a reloader of kind ``process``."""
-
-    processes: tuple[ProcessSpec, ...]
-
-
-@dataclass(frozen=True)
-class MirrorTarget:
-    namespace: str
-    kubernetes_type: str
-    name: str
-    container: str | None = None
-
-
-@dataclass(frozen=True)
-class MirrorProcess:
-    name: str
-    command: str
-    port: int | None = None
-    context: Literal["mirror", "local"] = "mirror"
-    env: Mapping[str, str] = field(default_factory=dict)
-    location: Location | None = None
-    runtimevars: frozenset[str] = frozenset()  # names used as ${runtimevar:NAME}
-
-    def render(self, values: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-        """The command and env with runtime variables substituted and ``$$`` unescaped."""
-        return _render(self.command, self.env, values)
-
-
-@dataclass(frozen=True)
 class LifecycleHook:
     """A script run before processes start: ``edit_mode_prepare`` (once, and again when
     the hooks change) or ``edit_mode_start`` (every run); see `caproni_tasks.reloader.hooks`.
@@ -126,30 +96,10 @@ class LifecycleHook:
     location: Location | None = None
 
 
-@dataclass(frozen=True)
-class MirrorSettings:
-    """The ``mirror:`` section (Caproni's shape); fs/network are passed to mirrord as is."""
-
-    target: MirrorTarget
-    filesystem: Mapping[str, object] = field(default_factory=dict)
-    network: Mapping[str, object] = field(default_factory=dict)
-    edit_mode_processes: tuple[MirrorProcess, ...] = ()
-    lifecycle_hooks: tuple[LifecycleHook, ...] = ()
-
-
-@dataclass(frozen=True)
-class SkaffoldSettings:
-    """The ``skaffold:`` section: arguments of ``skaffold dev``."""
-
-    file: str = "skaffold.yaml"
-    profiles: tuple[str, ...] = ()
-    modules: tuple[str, ...] = ()
-    kube_context: str | None = None
-    namespace: str | None = None
-    port_forward: str = "user"
-
-
-KindSettings = ProcessSettings | MirrorSettings | SkaffoldSettings | Mapping[str, object]
+#: A reloader's settings: what its kind's builder made of its section (a dataclass of
+#: the kind's unit, e.g. `caproni_tasks.reloader.kinds.process.ProcessSettings`), or
+#: the section as plain data for a kind that has no builder.
+KindSettings = object
 
 
 @dataclass(frozen=True)
@@ -168,8 +118,8 @@ class ReloaderSpec:
     directory: Path  # absolute: the repository's directory, or the config's directory
     repository: str | None = None
     edit_mode: bool = False
-    #: The section named after the kind, typed for built-in kinds; plain data
-    #: (a mapping of the YAML as loaded) for third-party kinds.
+    #: The section named after the kind, as its kind's builder typed it (plain data, a
+    #: mapping of the YAML as loaded, for a kind without a builder).
     settings: KindSettings = field(default_factory=dict)
     location: Location | None = None
 

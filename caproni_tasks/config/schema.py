@@ -1,7 +1,9 @@
-"""The shape of caproni.yaml (Caproni v2 plus ``runtimevars`` and the ``process`` kind).
+"""The shape of caproni.yaml (Caproni v2 plus ``runtimevars``).
 
 This is the single source of truth: the loader validates with it (through strictyaml)
-and ``invoke schema`` publishes it as JSON Schema.
+and ``invoke schema`` publishes it as JSON Schema. Each kind's section is described by
+the kind itself (`caproni_tasks.config.kinds`); the nodes below that several kinds share
+(`PROCESS`, `ENV`, `COMMAND`, `READY`…) are exported for them.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ from caproni_tasks.config.spec import (
 )
 
 __all__ = [
+    "COMMAND",
+    "ENTRY_NAME",
+    "ENV",
+    "GLOBS",
     "IGNORED_KEYS",
-    "KIND_SECTIONS",
+    "PROCESS",
+    "READY",
     "RESTART_POLICIES",
     "ROOT",
 ]
@@ -122,82 +129,6 @@ PROCESS = Struct(
     description="A local process supervised with restarts and reloads.",
 )
 
-PROCESS_SECTION = Struct(
-    {"processes": Field(MapOf(key=ENTRY_NAME, value=PROCESS, isolate=True), required=True)},
-    description="Settings of a reloader of type process.",
-)
-
-MIRROR_PROCESS = Struct(
-    {
-        "command": Field(COMMAND, required=True),
-        "port": Field(Integer(1, 65535, description="Port the process listens on.")),
-        "context": Field(
-            Choice(
-                ("mirror", "local"),
-                description="mirror runs it through mirrord in the workload's context; "
-                "local runs it as a plain local process.",
-            ),
-            default="mirror",
-        ),
-        "env": Field(ENV),
-    }
-)
-
-MIRROR_SECTION = Struct(
-    {
-        "target": Field(
-            Struct(
-                {
-                    "namespace": Field(Text(nonempty=True), required=True),
-                    "kubernetes_type": Field(
-                        Text(nonempty=True, description="e.g. deployment"), required=True
-                    ),
-                    "name": Field(Text(nonempty=True), required=True),
-                    "container": Field(Text(nonempty=True)),
-                },
-                description="The workload whose context the processes run in.",
-            ),
-            required=True,
-        ),
-        "filesystem": Field(Data(description="mirrord feature.fs settings, passed as they are.")),
-        "network": Field(Data(description="mirrord feature.network settings, passed as they are.")),
-        "edit_mode_processes": Field(MapOf(key=ENTRY_NAME, value=MIRROR_PROCESS, isolate=True)),
-        "lifecycle_hooks": Field(
-            ListOf(
-                Struct(
-                    {
-                        "type": Field(Text(nonempty=True), required=True),
-                        "script": Field(Text(nonempty=True), required=True),
-                    }
-                )
-            )
-        ),
-    },
-    description="Settings of a reloader of type mirror (Caproni's shape).",
-)
-
-SKAFFOLD_SECTION = Struct(
-    {
-        "file": Field(
-            Text(nonempty=True, description="skaffold.yaml path"), default="skaffold.yaml"
-        ),
-        "profiles": Field(ListOf(Text(nonempty=True))),
-        "modules": Field(ListOf(Text(nonempty=True))),
-        "kube_context": Field(Text(nonempty=True)),
-        "namespace": Field(Text(nonempty=True)),
-        "port_forward": Field(
-            Text(nonempty=True, description="skaffold dev --port-forward mode"), default="user"
-        ),
-    },
-    description="Settings of a reloader of type skaffold (arguments of skaffold dev).",
-)
-
-KIND_SECTIONS = {
-    "process": PROCESS_SECTION,
-    "mirror": MIRROR_SECTION,
-    "skaffold": SKAFFOLD_SECTION,
-}
-
 RELOADER = Reloader(
     {
         "type": Field(
@@ -217,7 +148,6 @@ RELOADER = Reloader(
         ),
         "edit_mode": Field(Boolean(), default=False),
     },
-    kinds=KIND_SECTIONS,
     description="A reloader: type, repository and a section named after the type.",
 )
 

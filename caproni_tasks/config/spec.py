@@ -165,12 +165,18 @@ _UNIT_SECONDS = {
 }
 #: Go-style durations as JSON Schema (ECMA) and Python both read it.
 DURATION_PATTERN = r"^([0-9]*\.?[0-9]+(ns|us|µs|ms|s|m|h))+$"
+#: Seconds as a plain number (the JSON Schema uses the same expression).
+DURATION_NUMBER = r"\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
 
 
 def parse_duration(text: str) -> float:
     """Seconds from a number (``10``, ``2.5``) or a Go-style duration (``1m30s``)."""
     stripped = text.strip()
+    if re.fullmatch("-" + DURATION_NUMBER[3:], stripped):
+        raise ValueError(f"expected a duration ≥ 0; found {text!r}")
     try:
+        if not re.fullmatch(DURATION_NUMBER, stripped):
+            raise ValueError(stripped)
         seconds = float(stripped)
     except ValueError:
         if not re.fullmatch(DURATION_PATTERN[1:-1], stripped):
@@ -308,8 +314,7 @@ class ListOf(Node):
 class Reloader(Struct):
     """A reloader: common fields plus one section named after its ``type``.
 
-    Sections of the built-in kinds are typed; a third-party kind's section is free
-    data, checked by that kind's manager.
+    The section's node comes from the kind registry (`caproni_tasks.config.kinds`):
+    every kind, built-in or third-party, describes its own section there; a kind that
+    describes none takes any mapping, checked by its manager.
     """
-
-    kinds: Mapping[str, Node] = field(default_factory=dict)

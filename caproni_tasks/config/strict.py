@@ -238,7 +238,12 @@ class Checker:
         return plain(tree)
 
     def _reloader(self, node: Reloader, data: dict[str, Any], path: YamlPath) -> Any:
+        from caproni_tasks.config.kinds import find_kind, kind_names
+
         kind = str(data.get("type", ""))
+        found = find_kind(kind, quiet=True)
+        section = found.section if found is not None else None
+        others = set(kind_names()) - {kind}
         valid = True
         if kind in node.fields:
             self.error(
@@ -252,11 +257,10 @@ class Checker:
                 continue
             child = (*path, key)
             if key == kind:
-                section = node.kinds.get(kind)
                 data[key] = (
                     self.check(section, child) if section is not None else self._data(Data(), child)
                 )
-            elif key in node.kinds:
+            elif key in others:
                 self.error(
                     child,
                     "kind-mismatch",
@@ -275,7 +279,6 @@ class Checker:
                     key=True,
                 )
                 valid = False
-        section = node.kinds.get(kind)
         if kind not in data and isinstance(section, Struct):
             if any(f.required for f in section.fields.values()):
                 self.error(

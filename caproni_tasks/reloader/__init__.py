@@ -1,9 +1,10 @@
 """Reloaders: the kinds that run a service's development processes with hot reload.
 
-The contract (`Manager`, `State`, `Status`, the errors) and the registry
-(`register`, `list_types`, `new_manager`) are the public face; built-in kinds register
-themselves when this package is imported, third-party kinds through the
-``caproni_tasks.reloaders`` entry-point group.
+The contract (`Manager`, `State`, `Status`, the errors), the kind registry (`Kind`,
+`register_kind`, `register`, `list_types`, `new_manager`) and the supervisor's narrow
+face (`ProcessDescription`, `ProcessHost`) are the public face. Built-in kinds
+(``caproni_tasks.reloader.kinds``) are imported when first asked for, third-party kinds
+come through the ``caproni_tasks.reloaders`` entry-point group.
 """
 
 from __future__ import annotations
@@ -18,17 +19,23 @@ from caproni_tasks.reloader.contract import (
     TargetNotFoundError,
     UnknownTypeError,
 )
+from caproni_tasks.reloader.description import ProcessDescription, ProcessHost
 from caproni_tasks.reloader.registry import (
     ENTRY_POINT_GROUP,
+    Kind,
     list_types,
     new_manager,
     register,
+    register_kind,
 )
 from caproni_tasks.reloader.validation import validate_reloaders
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Kind",
     "Manager",
+    "ProcessDescription",
+    "ProcessHost",
     "ReloaderError",
     "RunFailedError",
     "State",
@@ -39,8 +46,6 @@ __all__ = [
     "list_types",
     "new_manager",
     "register",
+    "register_kind",
     "validate_reloaders",
 ]
-
-# Built-in kinds register on import.
-from caproni_tasks.reloader import process as _process  # noqa: F401

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from caproni_tasks.config.model import CaproniConfig, ReloaderSpec
     from caproni_tasks.diagnostics import Diagnostic
-    from caproni_tasks.reloader.supervisor import Supervisor
+    from caproni_tasks.reloader.description import ProcessHost
 
 __all__ = [
     "Manager",
@@ -84,10 +84,9 @@ class Manager(Protocol):
         """The kind name as written in ``type:``."""
         ...
 
-    async def run(
-        self, reloader: ReloaderSpec, config: CaproniConfig, supervisor: Supervisor
-    ) -> None:
-        """Set up, hand the processes to ``supervisor`` and block until cancelled.
+    async def run(self, reloader: ReloaderSpec, config: CaproniConfig, host: ProcessHost) -> None:
+        """Set up, hand `ProcessDescription`s to ``host.supervise`` and block until
+        cancelled.
 
         Undoes its setup on the way out (cancellation included). Raises `RunFailedError`
         when the processes cannot start (e.g. the repository is not cloned) and, for

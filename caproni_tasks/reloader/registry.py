@@ -1,101 +1,88 @@
-"""Kinds by name: built-in kinds register on import, third parties via entry points.
+"""Managers by kind name, on top of the kind registry (`caproni_tasks.config.kinds`).
 
-A third-party package adds a kind by declaring, in its ``pyproject.toml``::
+A kind is registered once, as a `Kind` (name, section schema, settings builder,
+manager); see docs/reloaders.md, "Writing a kind". Built-in kinds are imported the
+first time they are asked for; a third-party package adds a kind by declaring, in its
+``pyproject.toml``::
 
     [project.entry-points."caproni_tasks.reloaders"]
-    mykind = "mypackage.reloader:MyManager"
+    mykind = "mypackage.reloader:KIND"      # a Kind (or just a manager factory)
 
-The entry point names a factory (a class or function returning a `Manager`); it is
-loaded only when its kind is first asked for, so unused plugins cost nothing.
+Plugins are loaded only when their kind is first asked for, so unused ones cost nothing.
+`register(kind, factory)` is the short form that sets only the manager.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
+from caproni_tasks.config.kinds import (
+    ENTRY_POINT_GROUP,
+    Kind,
+    KindLoadError,
+    find_kind,
+    kind_names,
+    refresh_plugins,
+    register_kind,
+    register_manager,
+)
 from caproni_tasks.reloader.contract import Manager, UnknownTypeError
 
-__all__ = ["ENTRY_POINT_GROUP", "ManagerFactory", "list_types", "new_manager", "register"]
-
-ENTRY_POINT_GROUP = "caproni_tasks.reloaders"
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Kind",
+    "ManagerFactory",
+    "get_kind",
+    "list_types",
+    "new_manager",
+    "refresh_plugins",
+    "register",
+    "register_kind",
+]
 
 ManagerFactory = Callable[[], Manager]
 
-_factories: dict[str, ManagerFactory] = {}
-_plugin_points: dict[str, object] | None = None  # kind -> importlib.metadata.EntryPoint
-_lock = threading.Lock()
-
-#: Caproni's cluster kinds: their settings load and validate, but this release has no
-#: manager to run them; saying so beats a bare "unknown" for a name the user got right.
-UNAVAILABLE_KINDS = {
-    "mirror": "processes in a cluster workload's context, through mirrord",
-    "skaffold": "`skaffold dev`",
-}
-
 
 def register(kind: str, factory: ManagerFactory) -> None:
-    """Make ``kind`` available to `new_manager`; a later registration replaces an earlier
-    one (so a project can override a built-in kind deliberately)."""
-    if not kind or not kind.strip():
-        raise ValueError("a reloader kind needs a non-empty name")
-    with _lock:
-        _factories[kind] = factory
-
-
-def _entry_points() -> dict[str, object]:
-    """Entry points of the plugin group, read once per process."""
-    global _plugin_points
-    with _lock:
-        if _plugin_points is None:
-            from importlib.metadata import entry_points
-
-            _plugin_points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-        return _plugin_points
-
-
-def refresh_plugins() -> None:
-    """Forget the cached entry points (after installing a plugin in a running process)."""
-    global _plugin_points
-    with _lock:
-        _plugin_points = None
+    """Make ``kind`` run with managers from ``factory``; its section schema and settings
+    builder stay as registered (a kind registered this way alone takes any mapping).
+    A later registration replaces an earlier one, so a project can override a built-in
+    kind deliberately."""
+    register_manager(kind, factory)
 
 
 def list_types() -> list[str]:
-    """Every kind that `new_manager` accepts, sorted."""
-    with _lock:
-        names = set(_factories)
-    names.update(_entry_points())
-    return sorted(names)
+    """Every kind that `new_manager` may accept, sorted (nothing is imported)."""
+    return kind_names()
 
 
-def _factory(kind: str) -> ManagerFactory:
-    with _lock:
-        factory = _factories.get(kind)
-    if factory is not None:
-        return factory
-    point = _entry_points().get(kind)
-    if point is None:
-        known = ", ".join(list_types()) or "none"
-        if kind in UNAVAILABLE_KINDS:
-            raise UnknownTypeError(
-                f"{kind!r}: the {kind} kind ({UNAVAILABLE_KINDS[kind]}) is not available "
-                f"in this release; known kinds: {known} (run the others with "
-                "`invoke run --only NAME`)"
-            )
-        raise UnknownTypeError(f"{kind!r} (known kinds: {known})")
+def get_kind(kind: str) -> Kind:
+    """The registered `Kind`; raises `UnknownTypeError` when there is none (or it is
+    broken, or it has no manager in this release)."""
     try:
-        loaded = point.load()  # type: ignore[attr-defined]
-    except Exception as exc:  # a broken plugin must not take the whole tool down
+        found = find_kind(kind)
+    except KindLoadError as exc:
+        raise UnknownTypeError(str(exc)) from exc
+    if found is None:
+        known = ", ".join(list_types()) or "none"
+        raise UnknownTypeError(f"{kind!r} (known kinds: {known})")
+    if found.manager is None:
+        runnable = ", ".join(
+            name
+            for name in list_types()
+            if (other := find_kind(name, quiet=True)) is not None and other.manager is not None
+        )
+        what = f" ({found.description})" if found.description else ""
         raise UnknownTypeError(
-            f"{kind!r}: its plugin {point.value} could not be loaded: {exc}"  # type: ignore[attr-defined]
-        ) from exc
-    if not callable(loaded):
-        raise UnknownTypeError(f"{kind!r}: plugin {point.value} is not callable")  # type: ignore[attr-defined]
-    register(kind, loaded)
-    return loaded  # type: ignore[no-any-return]
+            f"{kind!r}: the {kind} kind{what} is not available in this release; known "
+            f"kinds: {runnable or 'none'} (run the others with `invoke run --only NAME`)"
+        )
+    return found
 
 
 def new_manager(kind: str) -> Manager:
     """A fresh manager for ``kind``; raises `UnknownTypeError` for an unregistered kind."""
-    return _factory(kind)()
+    factory = get_kind(kind).manager
+    assert factory is not None
+    manager: Manager = factory()
+    return manager

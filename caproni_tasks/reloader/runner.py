@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from caproni_tasks.config.model import MirrorSettings, ProcessRef, ProcessSettings
+from caproni_tasks.config.model import ProcessRef
 from caproni_tasks.reloader import proctree
 from caproni_tasks.reloader.contract import ReloaderError, RunFailedError
 from caproni_tasks.reloader.output import Output
@@ -65,14 +65,16 @@ def select_reloaders(config: CaproniConfig, only: Sequence[str]) -> list[Reloade
 
 
 def _known_processes(reloaders: Sequence[ReloaderSpec]) -> list[ProcessRef]:
+    """The processes each reloader's kind says its settings describe (for the output's
+    name column, before they start)."""
+    from caproni_tasks.config.kinds import find_kind
+
     refs: list[ProcessRef] = []
     for reloader in reloaders:
-        if isinstance(reloader.settings, ProcessSettings):
-            refs.extend(ProcessRef(reloader.name, p.name) for p in reloader.settings.processes)
-        elif isinstance(reloader.settings, MirrorSettings):
-            refs.extend(
-                ProcessRef(reloader.name, p.name) for p in reloader.settings.edit_mode_processes
-            )
+        kind = find_kind(reloader.type, quiet=True)
+        if kind is not None and kind.process_names is not None:
+            names = kind.process_names(reloader.settings)
+            refs.extend(ProcessRef(reloader.name, name) for name in names)
     return refs
 
 
@@ -117,7 +119,7 @@ class SessionWriter:
                     restarts=p.restarts,
                     last_exit=p.last_exit,
                     started_at=p.started_at,
-                    command=p.spec.command,
+                    command=p.spec.shown,
                 )
                 for p in self.supervisor.processes.values()
             ]
@@ -282,7 +284,8 @@ async def _run_config_hooks(
 
     async def all_scopes() -> None:
         for scope, directory, scoped in hook_scopes(config):
-            await hooks.run(scoped, scope=scope, directory=directory)
+            label = "hooks" if scope == "hooks" else f"hooks:{directory.name}"
+            await hooks.run(scoped, scope=scope, directory=directory, label=label)
 
     if not config.lifecycle_hooks:
         return True

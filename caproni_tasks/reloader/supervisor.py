@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from caproni_tasks.config.model import ProcessRef, ProcessSpec
+from caproni_tasks.config.model import ProcessRef
 from caproni_tasks.reloader import proctree
 from caproni_tasks.reloader.aio import cancel_and_wait, wait_timeout
 from caproni_tasks.reloader.backoff import Backoff, BackoffPolicy
+from caproni_tasks.reloader.description import ProcessDescription
 from caproni_tasks.reloader.output import SUPERVISOR_LABEL, LineAssembler, Output
 from caproni_tasks.reloader.readiness import LogMatcher, describe, port_in_use, wait_ready
 
@@ -44,9 +45,6 @@ __all__ = [
     "Supervisor",
     "SupervisorOptions",
 ]
-
-#: Turns the expanded shell command into the argv to execute (cluster kinds wrap it).
-CommandWrapper = Callable[[ProcessSpec, str], Sequence[str]]
 
 
 class ProcessState(StrEnum):
@@ -116,16 +114,14 @@ class ManagedProcess:
         self,
         supervisor: Supervisor,
         reloader: str,
-        spec: ProcessSpec,
+        spec: ProcessDescription,
         label: str,
-        wrap: CommandWrapper | None,
     ) -> None:
         self.supervisor = supervisor
         self.reloader = reloader
         self.spec = spec
         self.ref = ProcessRef(reloader, spec.name)
         self.label = label
-        self.wrap = wrap
         self.state = ProcessState.WAITING
         self.pid: int | None = None
         self.pid_start: float | None = None
@@ -167,7 +163,7 @@ class ManagedProcess:
     def _files_changed(self, paths: list[str]) -> None:
         # Name a file rather than the directory created for it (``mkdir -p a/b; touch a/b/f``).
         first = next((p for p in paths if not os.path.isdir(p)), paths[0])
-        shown = os.path.relpath(first, self.spec.directory)
+        shown = os.path.relpath(first, self.spec.cwd)
         more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
         self.request_restart(f"{shown}{more} changed")
 
@@ -198,11 +194,11 @@ class ManagedProcess:
         while True:
             if not await self._wait_dependencies():
                 return
-            command, env = await self._resolve()
+            argv, command, env = await self._resolve()
             await self._warn_if_port_taken()
             self._change.clear()
             try:
-                await self._spawn(command, env)
+                await self._spawn(argv, command, env)
             except OSError as exc:
                 self.event(f"cannot start: {exc}", error=True)
                 self.last_exit = 127
@@ -230,7 +226,15 @@ class ManagedProcess:
         # A clean exit restarted by `always` is not a crash: it never counts toward
         # max_restarts (its restarts are still paced by the backoff: no hot loop).
         crash = code != 0
-        if wants_restart and (not crash or self.backoff.crashes < self.spec.max_restarts):
+        if code is not None and code in self.spec.fatal_exits:
+            self._set(ProcessState.FAILED)
+            self.event(
+                f"{describe_exit(code)}: its usage is wrong, restarting would not help"
+                + ("; waiting for a change" if self.restartable_by_change else ""),
+                error=True,
+            )
+            wants_restart = False
+        elif wants_restart and (not crash or self.backoff.crashes < self.spec.max_restarts):
             delay = self.backoff.next_delay(crash=crash)
             self._set(ProcessState.BACKOFF)
             self.event(f"{describe_exit(code)}; restarting in {delay:.3g}s", error=code != 0)
@@ -240,7 +244,7 @@ class ManagedProcess:
             self.restarts += 1
             self.supervisor.changed()
             return True
-        if wants_restart:
+        elif wants_restart:
             self._set(ProcessState.FAILED)
             self.event(
                 f"{describe_exit(code)}; failed after {self.backoff.crashes} restarts in a row"
@@ -330,9 +334,10 @@ class ManagedProcess:
             )
         self._port_warned = port is not None
 
-    async def _resolve(self) -> tuple[str, dict[str, str]]:
-        """The command and environment with runtime variables substituted (and ``$$``
-        unescaped), waiting for variables that have no good value yet."""
+    async def _resolve(self) -> tuple[list[str], str, dict[str, str]]:
+        """The argv, the command line shown and the environment, with runtime variables
+        substituted (and ``$$`` unescaped), waiting for variables that have no good
+        value yet."""
         values: dict[str, str] = {}
         names = sorted(self.spec.runtimevars)
         if names:
@@ -344,7 +349,7 @@ class ManagedProcess:
                 self._set(ProcessState.WAITING)
                 self.event(f"waiting for a value of runtime variable {', '.join(pending)}")
             values = await hub.values(names)
-        command, rendered = self.spec.render(values)
+        argv, command, rendered = self.spec.render(values, self.supervisor.options.shell)
         env = dict(self.supervisor.base_env)
         # Python children would block-buffer a pipe and their output would arrive late.
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -352,14 +357,9 @@ class ManagedProcess:
         if self.supervisor.marker is not None:
             # Inherited by every descendant: finds them however they detach.
             env[proctree.MARKER_ENV] = self.supervisor.marker
-        return command, env
+        return argv, command, env
 
-    async def _spawn(self, command: str, env: dict[str, str]) -> None:
-        argv = (
-            list(self.wrap(self.spec, command))
-            if self.wrap is not None
-            else [self.supervisor.options.shell, "-c", command]
-        )
+    async def _spawn(self, argv: list[str], command: str, env: dict[str, str]) -> None:
         self.command = command
         if self.spec.ready is not None and self.spec.ready.log is not None:
             self._log = LogMatcher(self.spec.ready.log)
@@ -370,7 +370,7 @@ class ManagedProcess:
             loop.subprocess_exec(
                 lambda: _ExitAwareProtocol(limit=2**16, loop=loop),
                 *argv,
-                cwd=str(self.spec.directory),
+                cwd=str(self.spec.cwd),
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -692,13 +692,12 @@ class Supervisor:
 
     # -- running --------------------------------------------------------------------
 
-    async def supervise(
-        self,
-        reloader: str,
-        specs: Sequence[ProcessSpec],
-        *,
-        wrap: CommandWrapper | None = None,
-    ) -> None:
+    def event(self, reloader: str, message: str, *, error: bool = False) -> None:
+        """A manager's own line (setup, clean-up), labelled with its reloader."""
+        self.output.add_name(reloader)
+        self.output.event(reloader, message, error=error)
+
+    async def supervise(self, reloader: str, specs: Sequence[ProcessDescription]) -> None:
         """Run ``specs`` (the processes of ``reloader``) until cancelled — or until every
         one of them has ended for good with nothing left that could restart it. On
         cancellation every process is stopped (dependants first) before this returns."""
@@ -706,7 +705,7 @@ class Supervisor:
 
         self._assign_labels(ProcessRef(reloader, s.name) for s in specs)
         managed = [
-            ManagedProcess(self, reloader, spec, self.label(ProcessRef(reloader, spec.name)), wrap)
+            ManagedProcess(self, reloader, spec, self.label(ProcessRef(reloader, spec.name)))
             for spec in specs
         ]
         subscriptions = []
@@ -715,9 +714,7 @@ class Supervisor:
             self._arrived.setdefault(process.ref, asyncio.Event()).set()
         for process in managed:
             if process.spec.watch:
-                matcher = PathMatcher(
-                    process.spec.directory, process.spec.watch, process.spec.ignore
-                )
+                matcher = PathMatcher(process.spec.cwd, process.spec.watch, process.spec.ignore)
                 subscriptions.append(self.watch_hub.add(matcher, process._files_changed))
             if process.spec.runtimevars and self.variables is not None:
                 self.variables.subscribe(process.spec.runtimevars, process._variable_changed)

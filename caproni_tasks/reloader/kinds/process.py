@@ -7,22 +7,45 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from caproni_tasks.config.model import ProcessSettings, ProcessSpec
+from caproni_tasks.config.kinds import Kind, register_kind
+from caproni_tasks.config.model import ProcessSpec
+from caproni_tasks.config.schema import ENTRY_NAME, PROCESS
+from caproni_tasks.config.spec import Field, MapOf, Struct
 from caproni_tasks.diagnostics import Diagnostic
 from caproni_tasks.reloader.contract import RunFailedError, State, Status, StatusFailedError
-from caproni_tasks.reloader.registry import register
+from caproni_tasks.reloader.description import describe_spec
 from caproni_tasks.reloader.validation import place
 
 if TYPE_CHECKING:
+    from caproni_tasks.config.build import SectionContext
     from caproni_tasks.config.model import CaproniConfig, ReloaderSpec
-    from caproni_tasks.reloader.supervisor import Supervisor
+    from caproni_tasks.reloader.description import ProcessHost
 
-__all__ = ["ProcessManager", "command_executable"]
+__all__ = ["KIND", "SECTION", "ProcessManager", "ProcessSettings", "command_executable"]
 
-KIND = "process"
+NAME = "process"
+
+SECTION = Struct(
+    {"processes": Field(MapOf(key=ENTRY_NAME, value=PROCESS, isolate=True), required=True)},
+    description="Settings of a reloader of type process.",
+)
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """The ``process:`` section of a reloader of kind ``process``."""
+
+    processes: tuple[ProcessSpec, ...]
+
+
+def build_settings(section: Mapping[str, Any], ctx: SectionContext) -> ProcessSettings:
+    return ProcessSettings(processes=ctx.processes(section.get("processes"), ("processes",)))
+
 
 #: Words a command may start with that are not programs to look up on PATH.
 _SHELL_WORDS = frozenset(
@@ -120,11 +143,9 @@ class ProcessManager:
 
     @property
     def type(self) -> str:
-        return KIND
+        return NAME
 
-    async def run(
-        self, reloader: ReloaderSpec, config: CaproniConfig, supervisor: Supervisor
-    ) -> None:
+    async def run(self, reloader: ReloaderSpec, config: CaproniConfig, host: ProcessHost) -> None:
         settings = _settings(reloader)
         if settings is None:
             raise RunFailedError(f"reloader {reloader.name} has no `process:` section")
@@ -143,7 +164,7 @@ class ProcessManager:
                     f"process {reloader.name}.{spec.name}: directory {spec.directory} "
                     "does not exist"
                 )
-        await supervisor.supervise(reloader.name, settings.processes)
+        await host.supervise(reloader.name, [describe_spec(p) for p in settings.processes])
 
     def status(self, reloader: ReloaderSpec, config: CaproniConfig) -> Status:
         settings = _settings(reloader)
@@ -278,4 +299,14 @@ class ProcessManager:
         return found
 
 
-register(KIND, ProcessManager)
+KIND = register_kind(
+    Kind(
+        NAME,
+        manager=ProcessManager,
+        section=SECTION,
+        build=build_settings,
+        process_names=lambda settings: [p.name for p in settings.processes],
+        description="local processes, supervised (no cluster needed)",
+        builtin=True,
+    )
+)

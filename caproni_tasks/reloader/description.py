@@ -1,0 +1,109 @@
+"""What a manager hands the supervisor: kind-neutral descriptions of processes.
+
+A kind turns its settings into `ProcessDescription` values and passes them to the
+narrow `ProcessHost` interface (``await host.supervise(reloader.name, descriptions)``);
+it never sees the supervisor's class. The supervisor gives every description the same
+care: its own process group, restarts with backoff, watching, runtime variables,
+readiness, ``depends_on`` and a clean stop.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from caproni_tasks.config.model import ProcessRef, ReadyCheck, RestartPolicy
+
+if TYPE_CHECKING:
+    from caproni_tasks.config.model import ProcessSpec
+
+__all__ = ["ProcessDescription", "ProcessHost", "describe_spec"]
+
+
+@dataclass(frozen=True)
+class ProcessDescription:
+    """One process to supervise.
+
+    Exactly one of ``command`` (a shell string, run with ``/bin/sh -c``) and ``argv``
+    (a program and its arguments, run directly) is set. Both, and env values, are
+    templates: ``${runtimevar:NAME}`` is replaced by the variable's current value at
+    each start (list the names in ``runtimevars``; a change restarts the process) and
+    ``$$`` becomes ``$``.
+    """
+
+    name: str
+    cwd: Path  # absolute
+    command: str = ""
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    watch: tuple[str, ...] = ()  # globs relative to `cwd`: a change restarts the process
+    ignore: tuple[str, ...] = ()  # globs relative to `cwd` that never restart it
+    restart: RestartPolicy = "on-failure"
+    max_restarts: int = 10  # crashes in a row after which the process is failed
+    ready: ReadyCheck | None = None
+    depends_on: tuple[ProcessRef, ...] = ()
+    stop_signal: str = "SIGTERM"  # sent to the whole process group to stop it
+    stop_timeout: float = 10.0  # seconds between the stop signal and TERM/KILL
+    runtimevars: frozenset[str] = frozenset()
+    #: Exit codes meaning "this will never work as configured" (e.g. a usage error):
+    #: the process is failed at once, without restarts.
+    fatal_exits: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if bool(self.command) == bool(self.argv):
+            raise ValueError(f"process {self.name}: give exactly one of command and argv")
+
+    @property
+    def shown(self) -> str:
+        """The command line as a user reads it (templates not yet rendered)."""
+        return self.command or shlex.join(self.argv)
+
+    def render(
+        self, values: Mapping[str, str], shell: str = "/bin/sh"
+    ) -> tuple[list[str], str, dict[str, str]]:
+        """The argv to execute, the command line shown, and the env, with runtime
+        variables substituted and ``$$`` unescaped."""
+        from caproni_tasks.config.expand import expand_runtimevars
+
+        env = {name: expand_runtimevars(value, values) for name, value in self.env.items()}
+        if self.command:
+            command = expand_runtimevars(self.command, values)
+            return [shell, "-c", command], command, env
+        argv = [expand_runtimevars(word, values) for word in self.argv]
+        return argv, shlex.join(argv), env
+
+
+def describe_spec(spec: ProcessSpec) -> ProcessDescription:
+    """A `ProcessSpec` of the common process shape (``process`` kind) as a description."""
+    return ProcessDescription(
+        name=spec.name,
+        cwd=spec.directory,
+        command=spec.command,
+        env=spec.env,
+        watch=spec.watch,
+        ignore=spec.ignore,
+        restart=spec.restart,
+        max_restarts=spec.max_restarts,
+        ready=spec.ready,
+        depends_on=spec.depends_on,
+        stop_signal=spec.stop_signal,
+        stop_timeout=spec.stop_timeout,
+        runtimevars=spec.runtimevars,
+    )
+
+
+@runtime_checkable
+class ProcessHost(Protocol):
+    """The supervisor as a manager sees it."""
+
+    async def supervise(self, reloader: str, processes: Sequence[ProcessDescription]) -> None:
+        """Run ``processes`` (of ``reloader``) until cancelled, or until each has ended
+        for good; on cancellation every one is stopped before this returns."""
+        ...
+
+    def event(self, reloader: str, message: str, *, error: bool = False) -> None:
+        """A line of the manager's own (setup, clean-up) in the session's output."""
+        ...
