@@ -31,8 +31,11 @@ __all__ = [
     "COMMAND",
     "ENTRY_NAME",
     "ENV",
+    "EXTENDS",
     "GLOBS",
+    "HOOK_TYPES",
     "IGNORED_KEYS",
+    "LIFECYCLE_HOOKS",
     "PROCESS",
     "READY",
     "RESTART_POLICIES",
@@ -43,7 +46,40 @@ RESTART_POLICIES = ("always", "on-failure", "never")
 
 #: Top-level keys of real Caproni files that belong to cluster management: accepted,
 #: ignored, and mentioned once in a notice.
-IGNORED_KEYS = ("cluster", "deployers", "extends", "lifecycle_hooks")
+IGNORED_KEYS = ("cluster", "deployers")
+
+#: Lifecycle hook types (see `caproni_tasks.reloader.hooks`).
+HOOK_TYPES = ("edit_mode_prepare", "edit_mode_start")
+
+LIFECYCLE_HOOKS = ListOf(
+    Struct(
+        {
+            "type": Field(
+                Choice(
+                    HOOK_TYPES,
+                    description="edit_mode_prepare: before the first start and whenever the "
+                    "hooks change (or with invoke run --prepare); edit_mode_start: before "
+                    "the processes start, every run.",
+                ),
+                required=True,
+            ),
+            "script": Field(
+                Text(
+                    nonempty=True,
+                    description="Shell command (/bin/sh -c) run in the repository directory; "
+                    "${NAME} expands a variable.",
+                ),
+                required=True,
+            ),
+        }
+    ),
+    description="Scripts run before the processes start, in order.",
+)
+
+EXTENDS = ListOf(
+    Text(nonempty=True),
+    description="Files merged before this one, in order; paths relative to this file.",
+)
 
 ENTRY_NAME = Text(
     pattern=r"[A-Za-z0-9_][A-Za-z0-9_-]*",
@@ -190,6 +226,8 @@ ROOT = Struct(
                 description="Runtime variables (name → URL) usable as ${runtimevar:NAME}.",
             )
         ),
+        "extends": Field(EXTENDS),
+        "lifecycle_hooks": Field(LIFECYCLE_HOOKS),
         **{
             key: Field(Data(mapping=False, description="Cluster management: accepted, ignored."))
             for key in IGNORED_KEYS

@@ -321,20 +321,32 @@ class Document:
     main: str
     #: id(container) → file, for containers taken whole from one file.
     _owner: dict[int, str] = field(default_factory=dict)
-    #: id(merged mapping) → key → file, for mappings built by the merge.
-    _key_owner: dict[int, dict[str, str]] = field(default_factory=dict)
+    #: id(merged mapping or list) → key or index → file, for those built by the merge.
+    _key_owner: dict[int, dict[str | int, str]] = field(default_factory=dict)
     #: Keeps every source tree alive so the ids above stay valid.
     _keep: list[Any] = field(default_factory=list)
 
     @classmethod
     def of(cls, main: ParsedFile, overlay: ParsedFile | None = None) -> Document:
+        return cls.of_layers([main] if overlay is None else [main, overlay])
+
+    @classmethod
+    def of_layers(cls, layers: list[ParsedFile], *, concatenate: tuple[str, ...] = ()) -> Document:
+        """The first file with each following one merged on top, in order.
+
+        Top-level keys in ``concatenate`` (lists such as ``lifecycle_hooks``) are joined
+        rather than replaced, each item still located in its own file.
+        """
         from strictyaml.ruamel.comments import CommentedMap
 
+        main = layers[0]
         doc = cls(root=main.root if main.root is not None else CommentedMap(), main=main.name)
         doc._adopt(doc.root, main.name)
-        if overlay is not None and overlay.root is not None:
-            doc._adopt(overlay.root, overlay.name)
-            doc.root = doc._merge(doc.root, overlay.root, main.name, overlay.name)
+        for layer in layers[1:]:
+            if layer.root is None:
+                continue
+            doc._adopt(layer.root, layer.name)
+            doc.root = doc._merge(doc.root, layer.root, main.name, layer.name, concatenate)
         return doc
 
     def _adopt(self, tree: Any, name: str) -> None:
@@ -342,12 +354,20 @@ class Document:
         for container in _containers(tree):
             self._owner[id(container)] = name
 
-    def _merge(self, base: Any, over: Any, base_name: str, over_name: str) -> Any:
-        """Deep merge of mappings; anything else in the overlay replaces the base."""
-        from strictyaml.ruamel.comments import CommentedMap
+    def _merge(
+        self,
+        base: Any,
+        over: Any,
+        base_name: str,
+        over_name: str,
+        concatenate: tuple[str, ...] = (),
+    ) -> Any:
+        """Deep merge of mappings; anything else in the overlay replaces the base (lists
+        under the keys in ``concatenate`` are joined)."""
+        from strictyaml.ruamel.comments import CommentedMap, CommentedSeq
 
         merged = CommentedMap()
-        owners: dict[str, str] = {}
+        owners: dict[str | int, str] = {}
 
         def take(key: str, value: Any, source: Any) -> None:
             merged[key] = value
@@ -360,6 +380,12 @@ class Document:
                 other = over[key]
                 if isinstance(value, CommentedMap) and isinstance(other, CommentedMap):
                     take(key, self._merge(value, other, base_name, over_name), base)
+                elif (
+                    key in concatenate
+                    and isinstance(value, CommentedSeq)
+                    and isinstance(other, CommentedSeq)
+                ):
+                    take(key, self._join(value, other), base)
                 else:
                     take(key, other, over)
             else:
@@ -372,9 +398,28 @@ class Document:
         self._key_owner[id(merged)] = owners
         return merged
 
+    def _join(self, first: Any, second: Any) -> Any:
+        """Two lists as one, each item keeping its file and position."""
+        from strictyaml.ruamel.comments import CommentedSeq
+
+        joined = CommentedSeq()
+        owners: dict[str | int, str] = {}
+        for source in (first, second):
+            for index, item in enumerate(source):
+                position = len(joined)
+                joined.append(item)
+                owners[position] = self.file_of(source, index)
+                data = source.lc.data
+                if data is not None and index in data:
+                    joined.lc.add_kv_line_col(position, list(data[index]))
+        joined.lc.line, joined.lc.col = first.lc.line, first.lc.col
+        self._keep.append(joined)
+        self._key_owner[id(joined)] = owners
+        return joined
+
     def file_of(self, container: Any, key: str | int) -> str:
         owners = self._key_owner.get(id(container))
-        if owners is not None and isinstance(key, str) and key in owners:
+        if owners is not None and key in owners:
             return owners[key]
         return self._owner.get(id(container), self.main)
 
