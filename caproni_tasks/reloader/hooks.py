@@ -15,8 +15,10 @@ carries its exit code. Kinds call the same code for their own hooks::
     from caproni_tasks.reloader.hooks import run_lifecycle_hooks
 
     await run_lifecycle_hooks(
-        settings.lifecycle_hooks, scope=f"reloader {reloader.name}",
-        directory=reloader.directory,
+        settings.lifecycle_hooks,
+        scope=f"reloader {reloader.name}",  # digests of prepare hooks are kept per scope
+        directory=reloader.directory,  # for hooks without a directory of their own
+        label=reloader.name,  # output prefix
     )
 
 Inside ``invoke run`` the session's `HookRunner` (output, state, ``--prepare``) is found
@@ -144,11 +146,17 @@ class HookRunner:
     env: Mapping[str, str] = field(default_factory=dict)
 
     async def run(
-        self, hooks: Sequence[LifecycleHook], *, scope: str, directory: Path
+        self,
+        hooks: Sequence[LifecycleHook],
+        *,
+        scope: str,
+        directory: Path,
+        label: str | None = None,
     ) -> HookReport:
         """Prepare hooks when due, then start hooks, in order; raises `HookFailedError`.
 
-        ``directory`` is used for hooks that carry none of their own.
+        ``directory`` is used for hooks that carry none of their own; ``label`` prefixes
+        their output (default: ``scope``).
         """
         report = HookReport()
         prepare = [h for h in hooks if h.type == PREPARE]
@@ -158,7 +166,7 @@ class HookRunner:
         state = _read_state(state_path) if state_path is not None else {}
         if prepare and (self.force_prepare or state.get(scope) != digest):
             for hook in prepare:
-                await self._run_one(hook, scope, directory)
+                await self._run_one(hook, scope, directory, label or scope)
                 report.ran.append(hook)
             report.prepared = True
         if state_path is not None and state.get(scope) != digest:
@@ -166,16 +174,11 @@ class HookRunner:
             state[scope] = digest
             _write_state(state_path, state)
         for hook in start:
-            await self._run_one(hook, scope, directory)
+            await self._run_one(hook, scope, directory, label or scope)
             report.ran.append(hook)
         return report
 
-    def label(self, scope: str, hook: LifecycleHook) -> str:
-        short = "prepare" if hook.type == PREPARE else "start"
-        return f"{scope} {short}"
-
-    async def _run_one(self, hook: LifecycleHook, scope: str, directory: Path) -> None:
-        label = self.label(scope, hook)
+    async def _run_one(self, hook: LifecycleHook, scope: str, directory: Path, label: str) -> None:
         cwd = hook.directory if hook.directory is not None else directory
         self.output.event(label, f"running {hook.type} hook: {hook.script}")
         if not cwd.is_dir():
@@ -271,6 +274,7 @@ async def run_lifecycle_hooks(
     *,
     scope: str,
     directory: Path,
+    label: str | None = None,
     runner: HookRunner | None = None,
 ) -> HookReport:
     """Run ``hooks`` for ``scope`` (a stable name: its prepare digest is kept under it)
@@ -280,4 +284,4 @@ async def run_lifecycle_hooks(
     becomes the exit code of ``invoke run``.
     """
     runner = runner or current_runner() or HookRunner(Output())
-    return await runner.run(hooks, scope=scope, directory=directory)
+    return await runner.run(hooks, scope=scope, directory=directory, label=label)
