@@ -298,11 +298,18 @@ def validate(c: Context, format: str = "text", config: str | None = None) -> Non
 @task(help={"config": CONFIG_HELP})
 def clean(c: Context, config: str | None = None) -> None:
     """Remove what a crashed `invoke run` left behind: its state, its leftover processes."""
+    from caproni_tasks.reloader.kubectl import restore_leftover_copies
     from caproni_tasks.reloader.session import clean_session
 
     path = setting_path(c, "config", config)
     report = clean_session(path)
-    if not report.found and not report.killed:
+    restored: list[str] = []
+    unrestored: list[str] = []
+    if report.alive_pid is None:
+        # Deployment copies of a crashed mirror session: original scaled back, copy deleted.
+        _tools_on_path(c)
+        restored, unrestored = restore_leftover_copies(path)
+    if not report.found and not report.killed and not restored and not unrestored:
         print(f"nothing to clean for {path}")
         return
     if report.alive_pid is not None:
@@ -323,3 +330,7 @@ def clean(c: Context, config: str | None = None) -> None:
         print(f"removed an unusable state file {report.path}: {report.problem}")
     elif report.found:
         print(f"removed the state of a stale session for {path}")
+    for line in restored:
+        print(line)
+    if unrestored:
+        fail("\n".join([*unrestored, "fix the cluster access and run `invoke clean` again"]), 1)
