@@ -47,6 +47,9 @@ class ProcessDescription:
     depends_on: tuple[ProcessRef, ...] = ()
     stop_signal: str = "SIGTERM"  # sent to the whole process group to stop it
     stop_timeout: float = 10.0  # seconds between the stop signal and TERM/KILL
+    #: When the stop signal is not SIGTERM: seconds between a SIGTERM sent after
+    #: ``stop_timeout`` and SIGKILL (0: SIGKILL straight after ``stop_timeout``).
+    term_grace: float = 0.0
     runtimevars: frozenset[str] = frozenset()
     #: Exit codes meaning "this will never work as configured" (e.g. a usage error):
     #: the process is failed at once, without restarts.

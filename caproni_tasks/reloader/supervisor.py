@@ -568,22 +568,33 @@ class ManagedProcess:
         try:
             await wait_timeout(self._exited.wait(), self.spec.stop_timeout)
         except TimeoutError:
-            self.event(
-                f"did not stop within {self.spec.stop_timeout:g}s of "
-                f"{signal.Signals(sig).name}; killing",
-                error=True,
-            )
-            self._signal_group(signal.SIGKILL)
-            await self._exited.wait()
+            await self._terminate_late(sig)
         self.last_exit = proc.returncode
         await self._clear_group(signal.SIGKILL)
         self.supervisor.changed()
+
+    async def _terminate_late(self, sig: int) -> None:
+        """The stop signal was not enough within ``stop_timeout``: SIGTERM (given
+        ``term_grace``) when that was not the signal already, then SIGKILL."""
+        waited = f"did not stop within {self.spec.stop_timeout:g}s of {signal.Signals(sig).name}"
+        grace = self.spec.term_grace
+        if grace > 0 and sig != signal.SIGTERM:
+            self.event(f"{waited}; terminating", error=True)
+            self._signal_group(signal.SIGTERM)
+            try:
+                await wait_timeout(self._exited.wait(), grace)
+                return
+            except TimeoutError:
+                waited = f"did not stop within {grace:g}s of SIGTERM"
+        self.event(f"{waited}; killing", error=True)
+        self._signal_group(signal.SIGKILL)
+        await self._exited.wait()
 
     async def shutdown(self) -> None:
         """Stop for good: after the processes that depend on this one have stopped."""
         dependants = self.supervisor.dependants_of(self)
         if dependants:
-            limit = max(d.spec.stop_timeout for d in dependants) + 6.0
+            limit = max(d.spec.stop_timeout + d.spec.term_grace for d in dependants) + 6.0
             with contextlib.suppress(TimeoutError):
                 await wait_timeout(asyncio.gather(*(d.finished.wait() for d in dependants)), limit)
         try:
