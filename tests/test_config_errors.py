@@ -290,7 +290,13 @@ CASES = [
                 server:
                   command: run --port ${PROT}
         """,
-        (15, 31, "unknown-variable", "unknown variable 'PROT' in ${PROT} (variables: PORT"),
+        (
+            15,
+            31,
+            "unknown-variable",
+            "unknown variable 'PROT' in ${PROT}: not under variables nor in the environment "
+            "(variables: PORT",
+        ),
         id="unknown-variable",
     ),
     pytest.param(
