@@ -60,12 +60,10 @@ def test_real_caproni_v2_file_loads_with_one_notice() -> None:
     assert web.settings.filesystem == {"mode": "localwithoverrides", "read_only": ["^/etc/.*"]}
     assert web.settings.network == {"outgoing": {"ignore_localhost": True}}
     rails, vite = web.settings.edit_mode_processes
-    assert (rails.command, rails.port, rails.context) == (
-        "bin/rails server -e development",
-        8080,
-        "mirror",
-    )
-    assert vite.context == "local"
+    assert vite.name == "vite"
+    assert rails.command == "bin/rails server -e development"
+    assert web.settings.ports == {"rails": 8080}
+    assert web.settings.local == frozenset({"vite"})  # context: local
     assert web.settings.lifecycle_hooks[0].script == "bin/setup"
 
     pages = config.reloaders["pages"]
