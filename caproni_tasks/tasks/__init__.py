@@ -13,7 +13,7 @@ from typing import Any
 from invoke.collection import Collection
 from invoke.tasks import Task
 
-from caproni_tasks.tasks import ensure_fmt, ensure_install, lint, pkg, schema, session, var
+from caproni_tasks.tasks import ensure_fmt, ensure_install, lint, pkg, schema, serve, session, var
 from caproni_tasks.tasks._common import DEFAULTS
 
 #: Modules whose tasks live at the top level of the namespace.
@@ -21,7 +21,7 @@ TOP_LEVEL: tuple[ModuleType, ...] = (session, lint, schema, var)
 #: Sub-collections: name -> modules whose tasks it gathers.
 SUB_COLLECTIONS: dict[str, tuple[ModuleType, ...]] = {
     "ensure": (ensure_install, ensure_fmt),
-    "pkg": (pkg,),
+    "pkg": (pkg, serve),
 }
 
 
