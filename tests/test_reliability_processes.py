@@ -366,11 +366,13 @@ def test_output_to_a_stuck_consumer_drops_lines_and_counts_them() -> None:
             assert time.monotonic() < deadline, received[-300:]
             received += os.read(read_end, 65536)
         text = received.decode()
-        notice = [line for line in text.splitlines() if "dropped" in line]
-        assert len(notice) == 1
-        count = int(notice[0].split(":: ")[1].split()[0])
-        assert notice[0].endswith("lines dropped: output consumer too slow")
-        assert 0 < count <= output.dropped_total
+        # One notice per episode of drops (a loaded machine may drain in between).
+        notices = [line for line in text.splitlines() if "dropped" in line]
+        assert notices and all(
+            n.endswith("lines dropped: output consumer too slow") for n in notices
+        )
+        counts = [int(n.split(":: ")[1].split()[0]) for n in notices]
+        assert all(c > 0 for c in counts) and sum(counts) <= output.dropped_total
         assert "line 000000" in text  # what fitted came through, in order
     finally:
         output.close(0.5)
