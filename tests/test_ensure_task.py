@@ -275,7 +275,8 @@ def test_dry_run_and_json(project: Path, repo_dir: Path, subprocess_env: dict[st
     done = invoke(project, subprocess_env, "ensure", "--json", "out.json")
     assert done.returncode == 1
     error = json.loads((project / "out.json").read_text())
-    assert set(error) == {"error", "error_code"}
+    assert set(error) == {"error", "error_code", "error_details"}
+    assert error["error_details"] == {"package": "tools/missing", "version": "latest"}
     assert error["error_code"] == "invalid_version_error"
     assert "tools/missing" in error["error"]
     assert "Traceback" not in done.stderr

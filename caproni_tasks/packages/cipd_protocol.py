@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from caproni_tasks.jsonfile import JsonShapeError, load_object
 
@@ -28,12 +29,14 @@ __all__ = [
     "XSSI_PREFIX",
     "GrpcCode",
     "PrpcError",
+    "code_for_http_status",
     "decode_response",
     "encode_response",
     "error_code_for",
     "field",
     "http_status_for",
     "instance_id_of_ref",
+    "normalize_service_url",
     "object_ref",
     "rpc_path",
 ]
@@ -109,6 +112,47 @@ _ERROR_CODES = {
 def http_status_for(code: GrpcCode) -> int:
     """The HTTP status a pRPC server sets beside ``code`` (clients ignore it)."""
     return _HTTP_STATUS.get(code, 500)
+
+
+def code_for_http_status(status: int) -> GrpcCode:
+    """The code of a response that carries no ``X-Prpc-Grpc-Code`` header (it never
+    reached a pRPC server: a proxy or front end answered), as the Go client reads it."""
+    if status == 401:
+        return GrpcCode.UNAUTHENTICATED
+    if status == 403:
+        return GrpcCode.PERMISSION_DENIED
+    if status == 503:
+        return GrpcCode.UNAVAILABLE
+    return GrpcCode.INTERNAL
+
+
+def normalize_service_url(url: str) -> str:
+    """A CIPD service URL as ``scheme://host[:port]`` (default port dropped, host in
+    lower case); `ValueError` for anything but a root http(s) URL, as the cipd client
+    refuses a path ("expecting a root URL")."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"bad service URL {url!r}: {error}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"bad service URL {url!r}: expecting http(s)://host[:port]")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"bad service URL {url!r}: credentials in the URL are not accepted "
+            "(use caproni.auth_token or caproni.auth_token_command)"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(
+            f"bad service URL {url!r}: expecting a root URL, not one with a path "
+            f"(the service is {scheme}://{parts.netloc})"
+        )
+    host = parts.hostname
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != {"http": 80, "https": 443}[scheme]:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}"
 
 
 def error_code_for(code: GrpcCode) -> str:

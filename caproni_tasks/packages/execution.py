@@ -159,6 +159,11 @@ class Execution:
                 try:
                     self.paths[key] = future.result()
                 except InstallError as exc:
+                    if not exc.details:
+                        action = wanted[key]
+                        exc.details = {"package": action.package, "version": action.instance_id}
+                        if action.subdir:
+                            exc.details["subdir"] = action.subdir
                     errors.append(exc)
         if errors:
             raise errors[0]

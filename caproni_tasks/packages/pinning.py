@@ -41,9 +41,16 @@ __all__ = [
 class PinningError(Exception):
     """A problem with the ensure file, the versions file or resolving; never a traceback."""
 
-    def __init__(self, message: str, error_code: str = "bad_argument_error") -> None:
+    def __init__(
+        self,
+        message: str,
+        error_code: str = "bad_argument_error",
+        details: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.error_code = error_code
+        #: ``{"package", "version", "subdir"}`` of the line that failed, when one did.
+        self.details: dict[str, str] = dict(details or {})
 
 
 @dataclass
@@ -94,7 +101,11 @@ class EnsureSource:
     def service_url(
         self, cli: str | None, config: str | None, config_base: Path | None = None
     ) -> RepositoryChoice:
-        """Which repository the file means: ``$ServiceURL``, else ``cli``, else ``config``.
+        """Which repository the file means, in the cipd client's order: ``$ServiceURL``,
+        else ``cli`` (``--service-url``), else ``config`` (``caproni.service_url``), else
+        the ``CIPD_SERVICE_URL`` environment variable, else the cipd client's default
+        service (``https://chrome-infra-packages.appspot.com``, spoken to with the CIPD
+        protocol).
 
         A plain path is relative to where it was written: ``--service-url`` to the
         working directory, like every command-line path; ``caproni.service_url`` to
@@ -110,9 +121,18 @@ class EnsureSource:
         if config:
             base = config_base if config_base is not None else self.directory
             return RepositoryChoice(str(config), base, "caproni.service_url")
-        raise PinningError(
-            f"no package repository for {self.path}: add '$ServiceURL <url>' to it, "
-            "pass --service-url, or set caproni.service_url in invoke.yaml"
+        import os
+
+        from caproni_tasks.packages.cipd_protocol import DEFAULT_SERVICE_URL
+
+        environment = os.environ.get("CIPD_SERVICE_URL", "").strip()
+        if environment:
+            return RepositoryChoice(environment, Path.cwd(), "CIPD_SERVICE_URL")
+        return RepositoryChoice(
+            DEFAULT_SERVICE_URL,
+            Path.cwd(),
+            f"the default service {DEFAULT_SERVICE_URL} (nothing names one for {self.path}: add "
+            "'$ServiceURL <url>' to it, pass --service-url, or set caproni.service_url)",
         )
 
     def platforms(self) -> list[tuple[str, str]]:
@@ -162,6 +182,10 @@ class RepositoryResolver:
         self._repo = repository()
         self._lock = threading.Lock()
         self.error_code: str | None = None
+
+    @property
+    def repository(self) -> Repository:
+        return self._repo
 
     def __call__(self, package: str, version: str) -> Pin:
         from caproni_tasks.ensure import Pin
@@ -217,7 +241,7 @@ def desired_from(source: EnsureSource, repository: Callable[[], Repository]) -> 
         resolved = source.file.resolve(resolver)
     except EnsureFileError as exc:
         code = (repo_resolver.error_code if repo_resolver else None) or "invalid_version_error"
-        raise PinningError(f"{source.path}: {exc}", code) from None
+        raise PinningError(f"{source.path}: {exc}", code, error_details(source, exc)) from None
     desired = [
         Desired(subdir, pin.package, pin.instance_id)
         for subdir, pins in sorted(resolved.packages_by_subdir.items())
@@ -226,12 +250,47 @@ def desired_from(source: EnsureSource, repository: Callable[[], Repository]) -> 
     return desired
 
 
+def error_details(source: EnsureSource, error: BaseException) -> dict[str, str]:
+    """``{"package", "version", "subdir"}`` of the first line a resolve error names (for
+    ``--json``; the cipd client's ``error_details``), expanded for the host; ``{}`` when
+    the error names no package line."""
+    from caproni_tasks.ensure import (
+        MultiError,
+        ResolveError,
+        TemplateError,
+        expand_template,
+        host_template_args,
+    )
+
+    first: BaseException = error
+    while isinstance(first, MultiError) and first.errors:
+        first = first.errors[0]
+    line = first.line if isinstance(first, ResolveError) else 0
+    if not line:
+        return {}
+    args = host_template_args()
+    for raw_subdir, definition in source.file.all_packages():
+        if definition.line != line:
+            continue
+        details = {"version": definition.version}
+        try:
+            details["package"] = expand_template(definition.template, args)
+            details["subdir"] = expand_template(raw_subdir, args)
+        except TemplateError:
+            details.setdefault("package", definition.template)
+            details.setdefault("subdir", raw_subdir)
+        return {key: value for key, value in details.items() if value}
+    return {}
+
+
 @dataclass
 class PlatformResolution:
-    """What resolving every platform produced: entries for a versions file, or an error."""
+    """What resolving every platform produced: entries for a versions file, or an error;
+    and every (package, instance ID) pinned on some platform."""
 
     entries: dict[tuple[str, str], str] = field(default_factory=dict)
     error: str | None = None
+    pinned: set[tuple[str, str]] = field(default_factory=set)
 
 
 def resolve_all_platforms(
@@ -254,10 +313,41 @@ def resolve_all_platforms(
         return pin
 
     try:
-        resolve_for_platforms(source.file, recording)
+        resolved = resolve_for_platforms(source.file, recording)
     except EnsureFileError as exc:
         result.error = f"{source.path}: {exc}"
+        return result
+    for one in resolved.values():
+        for pins in one.packages_by_subdir.values():
+            result.pinned.update((pin.package, pin.instance_id) for pin in pins)
     return result
+
+
+def missing_instances(
+    source: EnsureSource, found: PlatformResolution, repository: Repository, jobs: int = 8
+) -> list[str]:
+    """Problems with the instances the file pins by ID (resolving never asks about
+    those): each is checked to exist in ``repository`` (for the CIPD service, one
+    DescribeInstance each), in parallel. Pins found through the repository are not
+    asked again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from caproni_tasks.packages.repository import RepositoryError
+
+    asked = {(package, iid) for (package, _), iid in found.entries.items()}
+    wanted = sorted(found.pinned - asked)
+    if not wanted:
+        return []
+
+    def check(pin: tuple[str, str]) -> str | None:
+        try:
+            repository.resolve_version(*pin)
+        except RepositoryError as exc:
+            return f"{source.path}: pinned instance {pin[0]}@{pin[1]}: {exc}"
+        return None
+
+    with ThreadPoolExecutor(min(jobs, len(wanted))) as pool:
+        return [problem for problem in pool.map(check, wanted) if problem is not None]
 
 
 @dataclass(frozen=True)

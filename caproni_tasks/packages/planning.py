@@ -40,9 +40,13 @@ PARANOID_MODES = ("NotParanoid", "CheckPresence", "CheckIntegrity")
 class InstallError(Exception):
     """A run that cannot proceed; ``error_code`` is the CIPD JSON-output code."""
 
-    def __init__(self, message: str, error_code: str = "io_error") -> None:
+    def __init__(
+        self, message: str, error_code: str = "io_error", details: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.error_code = error_code
+        #: ``{"package", "version", "subdir"}`` of the package at fault, when one is.
+        self.details: dict[str, str] = dict(details or {})
 
 
 @dataclass(frozen=True)

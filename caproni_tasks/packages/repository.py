@@ -4,7 +4,10 @@ A repository maps versions (refs such as ``latest``, tags such as ``version:1.2`
 instance IDs) to instance IDs, and serves instance files. It is opened from a URL
 through a registry of openers, like httpx picks a transport: ``file://`` or a plain
 path is a local directory (read and write); ``http(s)://`` is the same layout served
-statically (read only). Third parties add schemes with `register_opener`.
+statically (read only), unless it names a CIPD service; ``cipd+https://`` and
+``cipd+http://`` always speak the CIPD protocol (read and write;
+`caproni_tasks.packages.backends.cipd` states the rule). Third parties add schemes with
+`register_opener`.
 
 On-disk (and on-the-wire) layout, so anyone can host a repository::
 
@@ -30,6 +33,7 @@ __all__ = [
     "HashMismatchError",
     "InstanceInfo",
     "InstanceNotFoundError",
+    "ListableRepository",
     "NetworkOptions",
     "Opener",
     "PackageDescription",
@@ -37,6 +41,7 @@ __all__ = [
     "ReadOnlyRepositoryError",
     "Repository",
     "RepositoryError",
+    "SearchableRepository",
     "VersionNotFoundError",
     "WritableRepository",
     "open_repository",
@@ -135,16 +140,38 @@ class WritableRepository(Repository, Protocol):
     def attach_tags(self, package: str, instance_id: str, tags: Sequence[str]) -> None: ...
 
 
+@runtime_checkable
+class ListableRepository(Repository, Protocol):
+    def packages(self) -> list[str]:
+        """Every package the repository holds (that the caller may see), sorted."""
+        ...
+
+
+@runtime_checkable
+class SearchableRepository(Repository, Protocol):
+    def search_instances(self, package: str, tags: Sequence[str]) -> list[str]:
+        """Instance IDs of ``package`` that carry every one of ``tags``, newest first."""
+        ...
+
+
 @dataclass(frozen=True)
 class NetworkOptions:
     """Limits for repositories behind a server, in seconds (docs/repository.md): to
     connect, without a byte from the server, for a whole read or download (retries
-    included); and how many times a transient failure is retried."""
+    included); and how many times a transient failure is retried.
+
+    For CIPD services: more root URLs that speak the CIPD protocol (``cipd_services``),
+    the bearer token or the command printing one (never shown by ``repr``), and the
+    cache directory where resolved tags are remembered (none: in memory only)."""
 
     connect_timeout: float = 10.0
     stall_timeout: float = 30.0
     deadline: float = 1800.0
     retries: int = 2
+    cipd_services: tuple[str, ...] = ()
+    auth_token: str | None = field(default=None, repr=False)
+    auth_token_command: str | None = None
+    cache_dir: Path | None = None
 
 
 Opener = Callable[[str], Repository]
@@ -203,9 +230,12 @@ def _open_local(url: str) -> Repository:
 
 
 def _open_http(url: str, *, network: NetworkOptions | None = None) -> Repository:
+    from caproni_tasks.packages.backends.cipd import cipd_service_url
     from caproni_tasks.packages.backends.static_http import HttpRepository
 
     options = network or NetworkOptions()
+    if cipd_service_url(url, options.cipd_services) is not None:
+        return _open_cipd(url, network=options)
     return HttpRepository(
         url,
         connect_timeout=options.connect_timeout,
@@ -215,6 +245,14 @@ def _open_http(url: str, *, network: NetworkOptions | None = None) -> Repository
     )
 
 
+def _open_cipd(url: str, *, network: NetworkOptions | None = None) -> Repository:
+    from caproni_tasks.packages.backends.cipd import CipdRepository
+
+    return CipdRepository(url, network=network or NetworkOptions())
+
+
 register_opener("file", _open_local)
 register_opener("http", _open_http, takes_network=True)
 register_opener("https", _open_http, takes_network=True)
+register_opener("cipd+http", _open_cipd, takes_network=True)
+register_opener("cipd+https", _open_cipd, takes_network=True)

@@ -31,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "http_stall_timeout": 30,
     "http_deadline": 1800,
     "http_retries": 2,
+    # CIPD services: more root URLs speaking the CIPD protocol, and credentials for them.
+    "cipd_services": None,  # a list, or one string of URLs separated by commas/spaces
+    "auth_token": None,
+    "auth_token_command": None,
     "max_package_size": None,  # bytes a package may unpack to (PackageLimits' default)
     "max_compression_ratio": None,  # unpacked:packed beyond which a package is refused
 }
@@ -56,11 +60,28 @@ def network_options(c: Context) -> NetworkOptions:
             fail(f"error: caproni.http_{key} must be a number, not {raw!r}")
         if values[key] < 0 or (values[key] == 0 and key != "retries"):
             fail(f"error: caproni.http_{key} must be a positive number")
+    services = setting(c, "cipd_services") or ()
+    if isinstance(services, str):  # one URL, or several separated by commas or spaces
+        services = services.replace(",", " ").split()
+    if not isinstance(services, Sequence) or not all(isinstance(s, str) for s in services):
+        fail("error: caproni.cipd_services must be a list of service URLs")
+    token, command = setting(c, "auth_token"), setting(c, "auth_token_command")
+    if isinstance(command, Sequence) and not isinstance(command, str):
+        import shlex
+
+        command = shlex.join(str(word) for word in command)
+    from caproni_tasks.packages.cache import default_cache_dir
+
+    cache_dir = setting(c, "cache_dir")
     return NetworkOptions(
         connect_timeout=values["connect_timeout"],
         stall_timeout=values["stall_timeout"],
         deadline=values["deadline"],
         retries=int(values["retries"]),
+        cipd_services=tuple(services),
+        auth_token=str(token) if token else None,
+        auth_token_command=str(command) if command else None,
+        cache_dir=setting_path(c, "cache_dir") if cache_dir else default_cache_dir(),
     )
 
 

@@ -78,7 +78,7 @@ def install(
         fail(f"--paranoid {paranoid!r}: choose one of {', '.join(PARANOID_MODES)}")
     try:
         source = _load(c, ensure_file)
-        repository = _repository_factory(c, source, service_url)
+        repository = _repository_factory(c, source, service_url, cache_dir)
         desired = desired_from(source, repository)
         mode = paranoid or source.file.paranoid_mode or "NotParanoid"
         reporter = make_reporter()
@@ -97,8 +97,13 @@ def install(
         finally:
             reporter.close()
     except (PinningError, InstallError) as exc:
-        _write_json(json_path, {"error": str(exc), "error_code": exc.error_code})
-        fail(str(exc))
+        message = str(exc) + _default_service_hint(c, ensure_file, service_url)
+        _write_json(
+            json_path,
+            {"error": message, "error_code": exc.error_code}
+            | ({"error_details": exc.details} if exc.details else {}),
+        )
+        fail(message)
     except OSError as exc:  # the root or cache not writable, disk full, …
         message = f"cannot install into {setting_path(c, 'root', root)}: {exc}"
         _write_json(json_path, {"error": message, "error_code": "io_error"})
@@ -114,6 +119,7 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
     from caproni_tasks.packages.pinning import (
         PinningError,
         RepositoryResolver,
+        missing_instances,
         resolve_all_platforms,
     )
     from caproni_tasks.packages.state import atomic_write_text
@@ -129,10 +135,13 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
             )
         resolver = RepositoryResolver(_repository_factory(c, source, service_url))
         found = resolve_all_platforms(source, resolver)
+        if found.error is not None:
+            fail(found.error)
+        missing = missing_instances(source, found, resolver.repository)
     except PinningError as exc:
         fail(str(exc))
-    if found.error is not None:
-        fail(found.error)
+    if missing:
+        fail("\n".join(missing))
     versions = VersionsFile()
     for (package, version), iid in sorted(found.entries.items()):
         versions.add(package, version, iid)
@@ -164,6 +173,7 @@ def verify(c: Context, ensure_file: str | None = None, service_url: str | None =
         PinningError,
         RepositoryResolver,
         entries_of,
+        missing_instances,
         read_versions_file,
         resolve_all_platforms,
         stale_entries,
@@ -174,6 +184,8 @@ def verify(c: Context, ensure_file: str | None = None, service_url: str | None =
         resolver = RepositoryResolver(_repository_factory(c, source, service_url))
         found = resolve_all_platforms(source, resolver)
         problems = [found.error] if found.error is not None else []
+        if found.error is None:
+            problems += missing_instances(source, found, resolver.repository)
         target = source.versions_path
         if target is not None and found.error is None:
             if not target.exists():
@@ -206,19 +218,39 @@ def _load(c: Context, ensure_file: str | None) -> EnsureSource:
 
 
 def _repository_factory(
-    c: Context, source: EnsureSource, cli_url: str | None
+    c: Context, source: EnsureSource, cli_url: str | None, cache_dir: str | None = None
 ) -> Callable[[], Repository]:
     """A memoised opener: the repository is chosen and opened on first use only, so a
-    run that needs no repository (everything pinned and installed) needs none set."""
+    run that needs no repository (everything pinned and installed) needs none set.
+    A CIPD service remembers resolved tags in the instance cache directory."""
     opened: list[Repository] = []
 
     def factory() -> Repository:
         if not opened:
+            import dataclasses
+
             choice = source.service_url(cli_url, setting(c, "service_url"), project_dir(c))
-            opened.append(choice.open(network_options(c)))
+            network = network_options(c)
+            if cache_dir:
+                network = dataclasses.replace(network, cache_dir=_cache(c, cache_dir).directory)
+            opened.append(choice.open(network))
         return opened[0]
 
     return factory
+
+
+def _default_service_hint(c: Context, ensure_file: str | None, cli_url: str | None) -> str:
+    """A line telling that the cipd client's default service was used because nothing
+    named a repository (a forgotten setting is likelier than a wish to use it)."""
+    from caproni_tasks.packages.pinning import PinningError
+
+    try:
+        choice = _load(c, ensure_file).service_url(cli_url, setting(c, "service_url"))
+    except PinningError:
+        return ""
+    if not choice.origin.startswith("the default service"):
+        return ""
+    return f"\nnote: the repository was {choice.origin}"
 
 
 def _cache(c: Context, override: str | None) -> Any:

@@ -1,9 +1,10 @@
 """Publishing tasks (``invoke pkg.*``): build packages, register them, move refs, tag.
 
 The repository is ``--repo`` (a URL or a path, relative to the working directory),
-else the ``caproni.service_url`` setting (a path there is relative to the project).
-Only local directory repositories are writable; an HTTP repository is published by
-serving or uploading such a directory.
+else the ``caproni.service_url`` setting (a path there is relative to the project),
+else the ``CIPD_SERVICE_URL`` environment variable. Local directory repositories and
+CIPD services (docs/repository.md) are writable; a static HTTP repository is published
+by serving or uploading such a directory.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from caproni_tasks.packages.repository import (
         InstanceInfo,
+        ListableRepository,
         PackageDescription,
         Repository,
         WritableRepository,
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
 _REPO_HELP = (
     "Repository URL or directory (default: the caproni.service_url setting). "
-    "file:// URLs and paths are writable; http(s):// is read-only."
+    "file:// URLs, paths and CIPD services are writable; static http(s):// is read-only."
 )
 
 
@@ -58,6 +60,11 @@ def _open(c: Context, repo: str) -> Repository:
         return open_repository(repo, base_dir=Path.cwd(), network=network_options(c))
     configured = setting(c, "service_url")
     if not configured:
+        import os
+
+        environment = os.environ.get("CIPD_SERVICE_URL", "").strip()
+        if environment:
+            return open_repository(environment, base_dir=Path.cwd(), network=network_options(c))
         fail(
             "error: no repository: pass --repo URL-or-directory, or set caproni.service_url "
             "in invoke.yaml"
@@ -364,18 +371,79 @@ def describe(
 
 @task(name="list", auto_shortflags=False, help={"repo": _REPO_HELP})
 def list_(c: Context, repo: str = "") -> None:
-    """List the packages of a local directory repository."""
-    from caproni_tasks.packages.backends.directory import LocalRepository
-
+    """List the packages of a local directory repository or a CIPD service."""
     with _polite_errors():
-        repository = _open(c, repo)
-        if not isinstance(repository, LocalRepository):
-            fail(
-                f"error: cannot list {repository.url}: only local directory repositories "
-                "can be listed (try pkg.describe PACKAGE)"
-            )
-        for name in repository.packages():
+        for name in _listable(c, repo).packages():
             print(name)
+
+
+def _listable(c: Context, repo: str) -> ListableRepository:
+    from caproni_tasks.packages.repository import ListableRepository
+
+    repository = _open(c, repo)
+    if not isinstance(repository, ListableRepository):
+        fail(
+            f"error: cannot list {repository.url}: only local directory repositories "
+            "and CIPD services can be listed (try pkg.describe PACKAGE)"
+        )
+    return repository
+
+
+@task(
+    auto_shortflags=False,
+    iterable=["tag"],
+    help={
+        "tag": "key:value tag the instances must carry; repeatable (all must match).",
+        "name": "Search this package only (default: every package of the repository).",
+        "repo": _REPO_HELP,
+        "json": "Print JSON instead of text.",
+    },
+)
+def search(
+    c: Context, tag: list[str] | None = None, name: str = "", repo: str = "", json_: bool = False
+) -> None:
+    """Find the instances that carry every --tag, as PACKAGE:INSTANCE_ID lines (newest
+    first within a package; SearchInstances on a CIPD service)."""
+    from caproni_tasks.ensure import validate_package_name
+    from caproni_tasks.packages.repository import PackageNotFoundError, SearchableRepository
+
+    tags = listed(tag)
+    if not tags:
+        fail("error: pass at least one --tag key:value")
+    found: list[tuple[str, str]] = []
+    with _polite_errors():
+        _validate_refs_and_tags([], tags)
+        if name:
+            validate_package_name(name)
+            repository = _open(c, repo)
+            packages = [name]
+        else:
+            repository = _listable(c, repo)
+            packages = repository.packages()
+        for package in packages:
+            if isinstance(repository, SearchableRepository):
+                ids = repository.search_instances(package, tags)
+            else:
+                try:
+                    description = repository.describe(package)
+                except PackageNotFoundError:
+                    continue
+                ids = [
+                    info.instance_id
+                    for info in reversed(description.instances)
+                    if set(tags) <= set(info.tags)
+                ]
+            found += [(package, instance_id) for instance_id in ids]
+    if json_:
+        import json
+
+        rows = [{"package": p, "instance_id": i} for p, i in found]
+        print(json.dumps(rows, indent=2))
+        return
+    for package, instance_id in found:
+        print(f"{package}:{instance_id}")
+    if not found:
+        _err(f"no instance carries {', '.join(tags)}")
 
 
 def _instance_line(info: InstanceInfo) -> str:
@@ -387,7 +455,8 @@ def _instance_line(info: InstanceInfo) -> str:
     tail = ("  " + "  ".join(extras)) if extras else ""
     from caproni_tasks.packages.format import human_size
 
-    return f"  {info.instance_id}  {info.registered_at}  {human_size(info.size):>9}{tail}"
+    size = human_size(info.size) if info.size >= 0 else "?"  # a CIPD service never says
+    return f"  {info.instance_id}  {info.registered_at}  {size:>9}{tail}"
 
 
 def _describe_json(
