@@ -15,7 +15,7 @@ from caproni_tasks.ensure import host_template_args
 
 REPO = Path(__file__).resolve().parent.parent
 CANONICAL = "$VerifiedPlatform linux-amd64\n\nb/pkg  latest\n\n@Subdir x\na  v:1\n"
-MESSY = "# tools\n$VerifiedPlatform linux-amd64\n@Subdir x\na v:1\n@Subdir\nb/pkg latest\n"
+MESSY = "$VerifiedPlatform   linux-amd64\n@Subdir x\na v:1\n@Subdir\nb/pkg latest\n"
 
 
 def run(argv: list[str]) -> int:
@@ -56,16 +56,14 @@ def test_check_prints_diff_changes_nothing_and_fails(
     assert run(["ensure.fmt", "--check"]) == 1
     out = capsys.readouterr()
     assert "--- tools.ensure (current)\n+++ tools.ensure (canonical)\n" in out.out
-    assert "-# tools\n" in out.out
+    assert "-$VerifiedPlatform   linux-amd64\n" in out.out
     assert "+b/pkg  latest\n" in out.out
     assert "not in canonical form" in out.err
     assert target.read_text() == MESSY
     assert target.stat().st_mtime_ns == before.st_mtime_ns
 
 
-def test_rewrite_in_place_keeps_mode_and_drops_comments(
-    project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_rewrite_in_place_keeps_mode(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = project / "tools.ensure"
     target.write_text(MESSY)
     target.chmod(0o640)
@@ -203,9 +201,11 @@ def test_a_failed_write_keeps_the_other_files_problems(
     assert "Traceback" not in out.out + out.err
 
 
-def test_help_says_comments_are_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_says_comments_are_kept(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["ensure.fmt", "--help"]) == 0
-    assert "Comments are dropped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "keeping comments" in out
+    assert "--strip-comments" in out
 
 
 def test_bundled_example_is_canonical(capsys: pytest.CaptureFixture[str]) -> None:

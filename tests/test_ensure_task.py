@@ -88,6 +88,8 @@ def tree(root: Path) -> dict[str, str]:
     for dirpath, dirnames, filenames in os.walk(root):
         if Path(dirpath) == root:
             dirnames[:] = [d for d in dirnames if d != ".cipd"]
+            # The .gitignore the installer puts into a root it creates.
+            filenames = [f for f in filenames if f != ".gitignore"]
         for name in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()

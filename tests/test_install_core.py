@@ -56,12 +56,15 @@ def make_installer(
 
 
 def tree(root: Path) -> dict[str, str]:
-    """Everything under ``root`` except the state dir: path -> content / link / dir."""
+    """Everything under ``root`` except the state dir and the ``.gitignore`` the installer
+    puts into a root it creates: path -> content / link / dir."""
     out: dict[str, str] = {}
     if not root.exists():
         return out
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d != ".cipd" or dirpath != str(root)]
+        if dirpath == str(root) and ".gitignore" in filenames:
+            filenames = [f for f in filenames if f != ".gitignore"]
         base = Path(dirpath)
         for name in dirnames:
             if (base / name).is_symlink():

@@ -33,9 +33,24 @@ def test_nothing_to_check_without_resolved_versions(tmp_path: Path) -> None:
     assert lint_versions_file(path, path.read_text()) == []
 
 
-def test_nothing_to_check_before_the_file_exists(tmp_path: Path) -> None:
-    path = write(tmp_path, "$ResolvedVersions tools.versions\n\na/b latest\n", None)
-    assert lint_versions_file(path, path.read_text()) == []
+def test_a_versions_file_that_does_not_exist_is_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "$VerifiedPlatform linux-amd64\n$ResolvedVersions tools.versions\n\na/b latest\n",
+        None,
+    )
+    [found] = lint_versions_file(path, path.read_text())
+    assert (found.file, found.line, found.column, found.code) == (
+        str(path),
+        2,
+        19,
+        "versions-file-missing",
+    )
+    assert found.message == (
+        f"the $ResolvedVersions file {tmp_path / 'tools.versions'} does not exist; "
+        "run 'invoke ensure.resolve' to create it"
+    )
+    assert lint_files([path]).diagnostics == [found]
 
 
 def test_complete_versions_file(tmp_path: Path) -> None:

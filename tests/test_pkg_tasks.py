@@ -187,10 +187,20 @@ def test_mistakes_are_one_clear_line(
     repo.mkdir()
     args = [a.format(src=src, tmp=tmp_path) for a in argv] + ["--repo", str(repo)]
     code, out, err = run(capsys, *args)
-    assert code == 1
+    assert code == (2 if message in USAGE_ERRORS else 1)
     assert message in err
     assert "Traceback" not in err and out == ""
     assert list(repo.iterdir()) == []
+
+
+#: Messages of usage errors (exit 2): missing or conflicting flags, unknown names.
+USAGE_ERRORS = {
+    "needs --in DIR and --name",
+    "pass --version",
+    "pass at least one --ref",
+    'no such package "a/b"',
+    "two versions given",
+}
 
 
 def test_a_repository_that_cannot_be_written_is_one_clear_line(
@@ -206,7 +216,7 @@ def test_a_repository_that_cannot_be_written_is_one_clear_line(
 
 def test_no_repository_configured(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "pkg.describe", "a/b")
-    assert code == 1 and "no repository" in err and "caproni.service_url" in err
+    assert code == 2 and "no repository" in err and "caproni.service_url" in err
 
 
 def test_http_repository_is_read_for_describe_and_refused_for_writes(

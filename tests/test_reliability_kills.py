@@ -79,6 +79,7 @@ def _actual(root: Path) -> dict[str, str]:
     for dirpath, dirnames, filenames in os.walk(root):
         if dirpath == str(root):
             dirnames[:] = [d for d in dirnames if d != ".cipd"]
+            filenames = [f for f in filenames if f != ".gitignore"]  # the installer's own
         for name in [*filenames, *(d for d in dirnames if os.path.islink(Path(dirpath, d)))]:
             path = Path(dirpath, name)
             rel = path.relative_to(root).as_posix()

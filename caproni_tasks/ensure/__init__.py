@@ -6,6 +6,7 @@ when a file is parsed.
 
 from __future__ import annotations
 
+from caproni_tasks.ensure.commented import format_keeping_comments
 from caproni_tasks.ensure.errors import (
     EnsureFileError,
     EnsureParseError,
@@ -80,6 +81,7 @@ __all__ = [
     "VersionsFileError",
     "collect_problems",
     "expand_template",
+    "format_keeping_comments",
     "go_quote",
     "host_template_args",
     "instance_id_from_sha256",

@@ -13,9 +13,11 @@ from pathlib import Path
 from caproni_tasks.diagnostics import Diagnostic
 from caproni_tasks.userfiles import read_regular_file
 
-__all__ = ["LintReport", "is_config_file", "lint_files", "read_source"]
+__all__ = ["LintReport", "is_config_file", "is_versions_file", "lint_files", "read_source"]
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
+#: Files read as ``$ResolvedVersions`` files rather than ensure files.
+VERSIONS_SUFFIXES = (".versions",)
 
 
 @dataclass
@@ -27,6 +29,10 @@ class LintReport:
 
 def is_config_file(path: Path) -> bool:
     return path.suffix.lower() in CONFIG_SUFFIXES
+
+
+def is_versions_file(path: Path) -> bool:
+    return path.suffix.lower() in VERSIONS_SUFFIXES
 
 
 def read_source(path: Path, shown: str, *, missing_hint: str = "") -> str | Diagnostic:
@@ -70,6 +76,10 @@ def lint_files(paths: Iterable[Path]) -> LintReport:
             from caproni_tasks.lint.config_file import lint_config_file
 
             report.diagnostics.extend(lint_config_file(path))
+        elif is_versions_file(path):
+            from caproni_tasks.lint.versions_file import lint_versions_file_alone
+
+            report.diagnostics.extend(lint_versions_file_alone(path, text))
         else:
             from caproni_tasks.lint.ensure_file import lint_ensure_file
             from caproni_tasks.lint.versions_file import lint_versions_file
@@ -78,4 +88,6 @@ def lint_files(paths: Iterable[Path]) -> LintReport:
             report.diagnostics.extend(found)
             if not found:
                 report.diagnostics.extend(lint_versions_file(path, text))
+    # An ensure file and its versions file named together find the same problems twice.
+    report.diagnostics = list(dict.fromkeys(report.diagnostics))
     return report

@@ -18,15 +18,15 @@ from caproni_tasks.userfiles import read_regular_text
 if TYPE_CHECKING:
     from caproni_tasks.ensure import Pin
 
-__all__ = ["lint_versions_file"]
+__all__ = ["lint_versions_file", "lint_versions_file_alone"]
 
 
 def lint_versions_file(path: Path, text: str) -> list[Diagnostic]:
     """Diagnostics for the versions file named by the ensure file ``path`` (with ``text``).
 
-    Returns nothing when the ensure file has no ``$ResolvedVersions`` or the versions
-    file does not exist yet (``invoke ensure.resolve`` creates it), or when the ensure
-    file itself does not parse (its own checks report that).
+    Returns nothing when the ensure file has no ``$ResolvedVersions`` or does not parse
+    (its own checks report that). A versions file that does not exist is an error at
+    the ``$ResolvedVersions`` line (``invoke ensure.resolve`` creates it).
     """
     from caproni_tasks.ensure import (
         EnsureFileError,
@@ -49,7 +49,17 @@ def lint_versions_file(path: Path, text: str) -> list[Diagnostic]:
     try:
         versions_text = read_regular_text(versions_path)
     except FileNotFoundError:
-        return []
+        line, column = _setting_position(text, "$resolvedversions")
+        return [
+            Diagnostic.error(
+                str(path),
+                line,
+                column,
+                "versions-file-missing",
+                f"the $ResolvedVersions file {shown} does not exist; "
+                "run 'invoke ensure.resolve' to create it",
+            )
+        ]
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return [Diagnostic.error(shown, 0, 0, "unreadable", f"cannot read the file: {reason}")]
@@ -96,6 +106,62 @@ def lint_versions_file(path: Path, text: str) -> list[Diagnostic]:
     if all("not in the versions file" in message for _, message, _ in found):
         out.extend(_unused_entries(shown, versions_text, set(versions.entries) - used))
     return out
+
+
+def lint_versions_file_alone(path: Path, text: str) -> list[Diagnostic]:
+    """Diagnostics for a versions file named on its own (``invoke lint --file x.versions``).
+
+    The file must parse as a versions file. Each ensure file beside it (``*.ensure`` in
+    the same directory) whose ``$ResolvedVersions`` names it is checked against it as
+    `lint_versions_file` does: missing entries at the ensure file's package lines,
+    unused entries at this file's lines.
+    """
+    from caproni_tasks.ensure import EnsureFileError, parse, parse_versions_file
+    from caproni_tasks.packages.pinning import EnsureSource
+
+    shown = str(path)
+    try:
+        parse_versions_file(text)
+    except EnsureFileError as exc:
+        line = int(getattr(exc, "line", 0) or 0)
+        return [Diagnostic.error(shown, line, 1 if line else 0, "versions-file-syntax", str(exc))]
+    out: list[Diagnostic] = []
+    try:
+        siblings = sorted(path.parent.glob("*.ensure"))
+    except OSError:
+        siblings = []
+    target = path.absolute()
+    for ensure_path in siblings:
+        try:
+            ensure_text = read_regular_text(ensure_path)
+            parsed = parse(ensure_text, filename=str(ensure_path))
+        except (OSError, UnicodeDecodeError, EnsureFileError):
+            continue
+        named = EnsureSource(ensure_path, ensure_text, parsed).versions_path
+        if named is None or named.absolute() != target:
+            continue
+        shown_ensure = ensure_path if path.is_absolute() else _relative(ensure_path)
+        out.extend(lint_versions_file(shown_ensure, ensure_text))
+    return out
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.absolute().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _setting_position(text: str, key: str) -> tuple[int, int]:
+    """(line, column of the value) of the last ``key`` setting, which is the one in force."""
+    from caproni_tasks.ensure import split_statement
+
+    found = (0, 0)
+    for number, raw in enumerate(text.split("\n"), start=1):
+        head_col, head, rest_col, _ = split_statement(raw)
+        if head.lower() == key:
+            found = (number, rest_col or head_col)
+    return found
 
 
 def _unused_entries(shown: str, text: str, unused: set[tuple[str, str]]) -> list[Diagnostic]:

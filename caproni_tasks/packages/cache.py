@@ -17,6 +17,11 @@ leaves files whose lock anyone can take: the next use of the cache removes them,
 young they are, and never touches the files of a download still running (in this
 process or another). Hidden files without a token (left by older versions) are removed
 once a day old.
+
+Two roots sharing the cache download an instance once: `InstanceCache.get` holds a
+per-instance ``flock`` (``.inst@<instance id>.lock``) from its cache miss until the
+file is in place, and whoever waited for it finds the file and uses it. Its holder
+removes the lock file; one a killed holder left is removed by the next use of the cache.
 """
 
 from __future__ import annotations
@@ -108,9 +113,16 @@ class InstanceCache:
         found = self.lookup(instance_id)
         if found is not None:
             return found
-        if on_download is not None:
-            on_download()
-        return self.download(repo, package, instance_id, progress)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # One download per instance across processes: roots sharing this cache wait for
+        # the one that is fetching it, then use its file.
+        with _instance_lock(self.directory, instance_id):
+            found = self.lookup(instance_id)
+            if found is not None:
+                return found
+            if on_download is not None:
+                on_download()
+            return self.download(repo, package, instance_id, progress)
 
     def download(
         self,
@@ -167,6 +179,9 @@ class InstanceCache:
         for name in names:
             if not name.startswith("."):
                 continue
+            if name.startswith(f".{_INSTANCE_LOCK}"):
+                _remove_if_unlocked(self.directory / name)
+                continue
             token = _token_of(name)
             if token is not None:
                 downloads.setdefault(token, []).append(name)
@@ -222,6 +237,62 @@ def _claimed(directory: Path, instance_id: str) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(lock_path)
+        os.close(fd)
+
+
+#: The prefix of an instance's lock file, ``.inst@<instance id>.lock``.
+_INSTANCE_LOCK = "inst@"
+
+
+@contextlib.contextmanager
+def _instance_lock(directory: Path, instance_id: str) -> Iterator[None]:
+    """Hold the exclusive lock of one instance (blocking; Ctrl-C interrupts the wait).
+
+    The lock file is removed by its holder when done; a waiter that then holds the lock
+    of a removed file takes it again on the new one, so two holders never overlap.
+    """
+    path = directory / f".{_INSTANCE_LOCK}{instance_id}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _remove_if_unlocked(path: Path) -> None:
+    """Remove an instance lock file nobody holds (its holder was killed). Safe: a run
+    that opened it before the removal finds it gone once it holds the lock, and retries
+    on a new file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return  # held: a download of that instance is running
+    try:
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
+    finally:
         os.close(fd)
 
 

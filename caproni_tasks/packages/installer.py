@@ -8,6 +8,7 @@ with nothing to do reads only the state records: no lock, no repository, no cach
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -119,7 +120,10 @@ class Installer:
             return InstallResult(plan, list(desired))
         from caproni_tasks.packages.locking import FileLock, LockTimeoutError
 
+        created = not os.path.lexists(self.root)
         state.state_dir.mkdir(parents=True, exist_ok=True)
+        if created:
+            _ignore_everything(self.root)
         lock = FileLock(state.lock_path, timeout=self.lock_timeout, on_wait=self.on_lock_wait)
         try:
             lock.acquire()
@@ -152,3 +156,17 @@ class Installer:
     def say(self, text: str) -> None:
         if self.reporter is not None:
             self.reporter.line(text)
+
+
+#: Written into a root the installer creates, as uv does for ``.venv``: tools installed
+#: inside a repository never get committed.
+GITIGNORE = "*\n"
+
+
+def _ignore_everything(root: Path) -> None:
+    """Put a ``.gitignore`` of ``*`` into a root just created (never over a file)."""
+    try:
+        with open(root / ".gitignore", "x", encoding="utf-8") as out:
+            out.write(GITIGNORE)
+    except FileExistsError:
+        pass

@@ -182,6 +182,8 @@ class RepositoryResolver:
         self._repo = repository()
         self._lock = threading.Lock()
         self.error_code: str | None = None
+        #: Packages the repository said it does not have (for close-name hints).
+        self.missing_packages: set[str] = set()
 
     @property
     def repository(self) -> Repository:
@@ -189,13 +191,15 @@ class RepositoryResolver:
 
     def __call__(self, package: str, version: str) -> Pin:
         from caproni_tasks.ensure import Pin
-        from caproni_tasks.packages.repository import RepositoryError
+        from caproni_tasks.packages.repository import PackageNotFoundError, RepositoryError
 
         try:
             return Pin(package, self._repo.resolve_version(package, version))
         except RepositoryError as exc:
             with self._lock:
                 self.error_code = self.error_code or exc.error_code
+                if isinstance(exc, PackageNotFoundError):
+                    self.missing_packages.add(package)
             raise
 
 
@@ -241,7 +245,18 @@ def desired_from(source: EnsureSource, repository: Callable[[], Repository]) -> 
         resolved = source.file.resolve(resolver)
     except EnsureFileError as exc:
         code = (repo_resolver.error_code if repo_resolver else None) or "invalid_version_error"
-        raise PinningError(f"{source.path}: {exc}", code, error_details(source, exc)) from None
+        message = f"{source.path}: {exc}"
+        if versions_path is not None and "not in the versions file" in message:
+            message += (
+                f"\n{versions_path} does not pin every package of {source.path.name}: "
+                "run 'invoke ensure.resolve' to update it"
+            )
+        if repo_resolver is not None:
+            from caproni_tasks.packages.resolve_problems import missing_package_hints
+
+            hints = missing_package_hints(repo_resolver.missing_packages, repo_resolver.repository)
+            message = "\n".join([message, *hints])
+        raise PinningError(message, code, error_details(source, exc)) from None
     desired = [
         Desired(subdir, pin.package, pin.instance_id)
         for subdir, pins in sorted(resolved.packages_by_subdir.items())
@@ -315,7 +330,16 @@ def resolve_all_platforms(
     try:
         resolved = resolve_for_platforms(source.file, recording)
     except EnsureFileError as exc:
-        result.error = f"{source.path}: {exc}"
+        from caproni_tasks.packages.resolve_problems import (
+            grouped_message,
+            missing_package_hints,
+        )
+
+        # One line per problem, not one per platform; close names for missing packages.
+        hints: list[str] = []
+        if isinstance(resolve, RepositoryResolver):
+            hints = missing_package_hints(resolve.missing_packages, resolve.repository)
+        result.error = "\n".join([f"{source.path}: {grouped_message(exc)}", *hints])
         return result
     for one in resolved.values():
         for pins in one.packages_by_subdir.values():

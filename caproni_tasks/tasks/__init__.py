@@ -30,15 +30,19 @@ def _tasks_of(module: ModuleType) -> list[Task[Any]]:
 
 
 def build_namespace() -> Collection:
+    # Copies that know where they sit, so hints and docstrings name the command the
+    # user types (``invoke dev.ensure.resolve``, ``caproni-tasks ensure.resolve``).
+    from caproni_tasks.tasks._commands import hinted
+
     ns = Collection()
     for module in TOP_LEVEL:
         for task in _tasks_of(module):
-            ns.add_task(task)
+            ns.add_task(hinted(task, ""))
     for name, modules in SUB_COLLECTIONS.items():
         sub = Collection(name)
         for module in modules:
             for task in _tasks_of(module):
-                sub.add_task(task)
+                sub.add_task(hinted(task, name))
         ns.add_collection(sub)
     # Declaring every key lets invoke map INVOKE_CAPRONI_* environment variables onto
     # them (it only loads env vars for keys it knows). Tasks still read through

@@ -173,8 +173,13 @@ def listed(value: Sequence[str] | None) -> list[str]:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Stop the task with a message on stderr and an exit code, never a traceback."""
-    raise Exit(message.rstrip("\n"), code)
+    """Stop the task with a message on stderr and an exit code, never a traceback.
+
+    Commands the message names (``invoke ensure.resolve``) are worded as the user types
+    them (``invoke dev.ensure.resolve``, ``caproni-tasks ensure.resolve``)."""
+    from caproni_tasks.tasks._commands import say
+
+    raise Exit(say(message.rstrip("\n")), code)
 
 
 def print_diagnostics(
@@ -184,7 +189,9 @@ def print_diagnostics(
 
     if fmt not in FORMATTERS:
         fail(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATTERS)}", 2)
-    text = format_diagnostics(diagnostics, fmt, sources)
+    from caproni_tasks.tasks._commands import say
+
+    text = say(format_diagnostics(diagnostics, fmt, sources))
     # Machine formats go to stdout; human text also goes to stdout so it can be piped.
     sys.stdout.write(text)
     sys.stdout.flush()

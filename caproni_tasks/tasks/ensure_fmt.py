@@ -1,4 +1,5 @@
-"""``invoke ensure.fmt``: rewrite ensure files in the canonical form of the cipd client."""
+"""``invoke ensure.fmt``: rewrite ensure files in the canonical form of the cipd client
+(comments kept unless ``--strip-comments``)."""
 
 from __future__ import annotations
 
@@ -23,25 +24,32 @@ DEFAULT_FILE_HINT = (
 
 
 @task(
+    auto_shortflags=False,
     iterable=["file"],
     help={
         "file": "Ensure file to format (repeatable; files may also follow a '--'). "
         "Default: the configured ensure file (caproni.ensure_file, 'tools.ensure').",
         "check": "Change nothing: print a unified diff per file that is not canonical "
         "and exit 1 if any is not.",
+        "strip_comments": "Drop comments and blank-line groups: write exactly what "
+        "'cipd ensure-file-format' writes.",
     },
 )
-def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
-    """Rewrite ensure files in canonical form. Comments are dropped, as cipd does.
+def fmt(
+    c: Context, file: list[str] | None = None, check: bool = False, strip_comments: bool = False
+) -> None:
+    """Rewrite ensure files in canonical form, keeping comments and blank-line groups.
 
     The canonical form orders settings, platforms, subdirs and packages and aligns
-    versions. Files are replaced atomically and keep their permissions. Usage:
-    ``invoke ensure.fmt [--check] [--file F ...] [-- F ...]``.
+    versions, as the cipd client does; comments stay with the line they precede
+    (--strip-comments drops them, as cipd does). Files are replaced atomically and keep
+    their permissions. Usage:
+    ``invoke ensure.fmt [--check] [--strip-comments] [--file F ...] [-- F ...]``.
     """
     import shlex
 
     from caproni_tasks.diagnostics import Diagnostic
-    from caproni_tasks.ensure import EnsureParseError, parse
+    from caproni_tasks.ensure import EnsureParseError, format_keeping_comments, parse
     from caproni_tasks.lint import read_source
 
     names = listed(file) + shlex.split(getattr(c, "remainder", "") or "")
@@ -57,7 +65,10 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
             continue
         sources[shown] = text
         try:
-            canonical = parse(text, filename=shown).serialize()
+            if strip_comments:
+                canonical = parse(text, filename=shown).serialize()
+            else:
+                canonical = format_keeping_comments(text, filename=shown)
         except EnsureParseError as err:
             diagnostics.append(Diagnostic.error(shown, err.line, err.column, err.code, err.message))
             continue
@@ -81,9 +92,10 @@ def fmt(c: Context, file: list[str] | None = None, check: bool = False) -> None:
     if diagnostics:
         print_diagnostics(diagnostics, "text", sources)
     if check and not_canonical:
+        again = "invoke ensure.fmt --strip-comments" if strip_comments else "invoke ensure.fmt"
         fail(
             f"{len(not_canonical)} ensure file(s) not in canonical form; "
-            "run 'invoke ensure.fmt' to rewrite them"
+            f"run '{again}' to rewrite them"
         )
     if diagnostics:
         fail(f"{len(diagnostics)} ensure file(s) could not be formatted")

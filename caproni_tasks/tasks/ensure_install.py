@@ -64,7 +64,11 @@ def install(
     paranoid: str | None = None,
     lock_timeout: str = "600",
 ) -> None:
-    """Make the root match the ensure file: install, update, remove, repair packages."""
+    """Make the root match the ensure file: install, update, remove, repair packages.
+
+    With $ResolvedVersions every version comes from that file (write it with
+    ``invoke ensure.resolve``). A root this creates gets a ``.gitignore`` of ``*``.
+    """
     from caproni_tasks.packages.installer import PARANOID_MODES, Installer, InstallError
     from caproni_tasks.packages.pinning import PinningError, desired_from
     from caproni_tasks.packages.progress import make_reporter
@@ -93,7 +97,11 @@ def install(
                 on_lock_wait=lambda: _say_waiting(setting_path(c, "root", root), wait_seconds),
                 limits=_package_limits(c),
             )
-            result = installer.ensure(desired, mode, dry_run=dry_run)
+            try:
+                result = installer.ensure(desired, mode, dry_run=dry_run)
+            except KeyboardInterrupt:
+                reporter.close()
+                _interrupted(installer, desired, mode, json_path)
         finally:
             reporter.close()
     except (PinningError, InstallError) as exc:
@@ -167,7 +175,8 @@ def verify(c: Context, ensure_file: str | None = None, service_url: str | None =
     """Check (installing nothing) that every platform resolves and pins are current.
 
     Every package must resolve for every $VerifiedPlatform (the host if none) and the
-    $ResolvedVersions file, if any, must match; exit 1 otherwise.
+    $ResolvedVersions file, if any, must match; exit 1 otherwise (update it with
+    ``invoke ensure.resolve``).
     """
     from caproni_tasks.packages.pinning import (
         PinningError,
@@ -266,12 +275,42 @@ def _entries(count: int) -> str:
 
 
 def _say_waiting(root: Path, timeout: int) -> None:
+    from caproni_tasks.tasks._commands import say
+
     print(
-        f"another 'invoke ensure' is working on {root}; waiting for it to finish "
-        f"(up to {timeout}s, --lock-timeout)",
+        say(
+            f"another 'invoke ensure' is working on {root}; waiting for it to finish "
+            f"(up to {timeout}s, --lock-timeout)"
+        ),
         file=sys.stderr,
         flush=True,
     )
+
+
+#: Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+
+def _interrupted(installer: Any, desired: list[Desired], mode: str, json_path: Path | None) -> None:
+    """Stop after Ctrl-C saying what state the root is in (one line, exit 130)."""
+    from caproni_tasks.packages.planning import load_state
+
+    root = installer.root
+    try:
+        state = load_state(root)
+        done = installer.plan(desired, mode, state).is_noop and not state.has_leftovers()
+    except Exception:  # the state could not be read: say the safe thing
+        done = False
+    if done:
+        message = f"interrupted: {root} already matches the ensure file; nothing is left to do"
+    else:
+        message = (
+            f"interrupted: {root} is part-way through this run; each package in it is "
+            "wholly its old or its new version, and the next 'invoke ensure' finishes "
+            "or rolls back the rest"
+        )
+    _write_json(json_path, {"error": message, "error_code": "interrupted"})
+    fail(message, INTERRUPTED)
 
 
 def _report(result: InstallResult) -> None:

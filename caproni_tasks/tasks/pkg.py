@@ -42,10 +42,12 @@ def _polite_errors() -> Iterator[None]:
     from caproni_tasks.ensure import ValidationError
     from caproni_tasks.packages.format import PackageFormatError
     from caproni_tasks.packages.locking import LockTimeoutError
-    from caproni_tasks.packages.repository import RepositoryError
+    from caproni_tasks.packages.repository import PackageNotFoundError, RepositoryError
 
     try:
         yield
+    except PackageNotFoundError as error:  # an unknown name is a usage error
+        fail(f"error: {error}", 2)
     except (RepositoryError, PackageFormatError, ValidationError, LockTimeoutError) as error:
         fail(f"error: {error}")
     except OSError as error:
@@ -67,7 +69,8 @@ def _open(c: Context, repo: str) -> Repository:
             return open_repository(environment, base_dir=Path.cwd(), network=network_options(c))
         fail(
             "error: no repository: pass --repo URL-or-directory, or set caproni.service_url "
-            "in invoke.yaml"
+            "in invoke.yaml",
+            2,
         )
     return open_repository(str(configured), base_dir=project_dir(c), network=network_options(c))
 
@@ -97,7 +100,10 @@ def _split_version(package: str, version: str) -> tuple[str, str]:
     """Accept ``PKG@VERSION`` as well as ``PKG --version VERSION``."""
     name, at, inline = package.partition("@")
     if at and version and inline != version:
-        fail(f"error: two versions given: {inline!r} (in {package!r}) and --version {version!r}")
+        fail(
+            f"error: two versions given: {inline!r} (in {package!r}) and --version {version!r}",
+            2,
+        )
     return name, version or inline
 
 
@@ -161,7 +167,7 @@ def create(
     from caproni_tasks.packages.format import build_package
 
     if not in_ or not name:
-        fail("error: pkg.create needs --in DIR and --name PACKAGE")
+        fail("error: pkg.create needs --in DIR and --name PACKAGE", 2)
     refs, tags = listed(ref), listed(tag)
     with _polite_errors():
         validate_package_name(name)
@@ -205,7 +211,7 @@ def build(
     from caproni_tasks.packages.format import build_package
 
     if not in_ or not name or not out:
-        fail("error: pkg.build needs --in DIR, --name PACKAGE and --out FILE")
+        fail("error: pkg.build needs --in DIR, --name PACKAGE and --out FILE", 2)
     with _polite_errors():
         instance_id = build_package(
             Path(in_).expanduser(),
@@ -255,9 +261,12 @@ def _retarget(
 ) -> None:
     package, version = _split_version(package, version)
     if not version:
-        fail(f"error: pass --version (an instance ID, ref or tag) to choose the instance to {what}")
+        fail(
+            f"error: pass --version (an instance ID, ref or tag) to choose the instance to {what}",
+            2,
+        )
     if not items:
-        fail(f"error: nothing to do: pass at least one --{what.split()[-1]}")
+        fail(f"error: nothing to do: pass at least one --{what.split()[-1]}", 2)
     with _polite_errors():
         repository = _open_writable(c, repo)
         instance_id = repository.resolve_version(package, version)
@@ -268,14 +277,14 @@ def _retarget(
     auto_shortflags=False,
     iterable=["ref"],
     help={
-        "package": "Package name (PKG or PKG@VERSION).",
+        "name": "Package name (PKG or PKG@VERSION); also the first positional argument.",
         "version": "Instance ID, ref or tag of the instance the refs should name.",
         "ref": "Ref to set (created or moved); repeatable.",
         "repo": _REPO_HELP,
     },
 )
 def set_ref(
-    c: Context, package: str, version: str = "", ref: list[str] | None = None, repo: str = ""
+    c: Context, name: str, version: str = "", ref: list[str] | None = None, repo: str = ""
 ) -> None:
     """Point refs at the instance that --version names."""
     refs = listed(ref)
@@ -287,21 +296,21 @@ def set_ref(
             repository.set_ref(name, one, instance_id)
             print(f"{name}: ref {one} -> {instance_id}")
 
-    _retarget(c, package, version, repo, "set the ref", refs, apply)
+    _retarget(c, name, version, repo, "set the ref", refs, apply)
 
 
 @task(
     auto_shortflags=False,
     iterable=["tag"],
     help={
-        "package": "Package name (PKG or PKG@VERSION).",
+        "name": "Package name (PKG or PKG@VERSION); also the first positional argument.",
         "version": "Instance ID, ref or tag of the instance to tag.",
         "tag": "key:value tag to attach; repeatable.",
         "repo": _REPO_HELP,
     },
 )
 def set_tag(
-    c: Context, package: str, version: str = "", tag: list[str] | None = None, repo: str = ""
+    c: Context, name: str, version: str = "", tag: list[str] | None = None, repo: str = ""
 ) -> None:
     """Attach tags to the instance that --version names."""
     tags = listed(tag)
@@ -313,23 +322,21 @@ def set_tag(
         for one in tags:
             print(f"{name}: tag {one} -> {instance_id}")
 
-    _retarget(c, package, version, repo, "set the tag", tags, apply)
+    _retarget(c, name, version, repo, "set the tag", tags, apply)
 
 
 @task(
     auto_shortflags=False,
     help={
-        "package": "Package name (PKG or PKG@VERSION).",
+        "name": "Package name (PKG or PKG@VERSION); also the first positional argument.",
         "version": "Show only the instance this instance ID, ref or tag names.",
         "repo": _REPO_HELP,
         "json": "Print JSON instead of text.",
     },
 )
-def describe(
-    c: Context, package: str, version: str = "", repo: str = "", json_: bool = False
-) -> None:
+def describe(c: Context, name: str, version: str = "", repo: str = "", json_: bool = False) -> None:
     """Show a package's instances (oldest first) with their refs and tags."""
-    package, version = _split_version(package, version)
+    package, version = _split_version(name, version)
     with _polite_errors():
         repository = _open(c, repo)
         description = repository.describe(package)

@@ -10,10 +10,11 @@ from caproni_tasks.tasks._common import fail, output_path
 
 
 @task(
+    auto_shortflags=False,
     help={
         "output": "Write the schema to this file instead of printing it "
         "(point yaml-language-server at it with a '# yaml-language-server: $schema=…' line)."
-    }
+    },
 )
 def schema(c: Context, output: str = "") -> None:
     """Print the JSON Schema (draft 2020-12) of caproni.yaml."""

@@ -274,10 +274,11 @@ def _print_status_table(data: dict[str, Any]) -> None:
 
 
 @task(
+    auto_shortflags=False,  # -f and -c mean --follow and --config elsewhere, not --format
     help={
         "format": "Output format: text (with source and caret), github (annotations) or json.",
         "config": CONFIG_HELP,
-    }
+    },
 )
 def validate(c: Context, format: str = "text", config: str | None = None) -> None:
     """Check caproni.yaml and every reloader's settings without running anything."""
