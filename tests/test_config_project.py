@@ -199,6 +199,51 @@ def test_fragment_merged_only_in_edit_mode_and_overlay_applies_last(tmp_path: Pa
     assert [r.name for r in select(enabled).run] == ["local", "api", "web"]
 
 
+def test_overlay_switching_on_a_reloader_of_an_unmerged_fragment_says_how_to_merge_it(
+    tmp_path: Path,
+) -> None:
+    """GitLab's fragment tells its users to add `reloaders.web.edit_mode: true`; without
+    the repository in edit mode the fragment is not merged, and the overlay's entry is
+    all there is of `web`: say so, not "missing required key type"."""
+    write(
+        tmp_path,
+        {
+            "caproni.yaml": MAIN,
+            "repos/app/caproni-project.yaml": FRAGMENT,
+            "caproni.local.yaml": "reloaders:\n  web: {edit_mode: true}\n",
+        },
+    )
+    result = load_config(tmp_path / "caproni.yaml")
+    assert result.config is None
+    overlay = tmp_path / "caproni.local.yaml"
+    fragment = tmp_path / "repos/app/caproni-project.yaml"
+    assert errors(result) == [
+        f"{overlay}:2:3: reloader 'web' comes from {fragment}, which is merged only when "
+        "`repositories.app.edit_mode: true`; add this line to "
+        f"{overlay}: repositories: {{app: {{edit_mode: true}}}}"
+    ]
+    assert [d.code for d in result.diagnostics if d.severity is Severity.ERROR] == [
+        "fragment-not-merged"
+    ]
+
+    # The line it gives works.
+    write(
+        tmp_path,
+        {
+            "caproni.local.yaml": "repositories: {app: {edit_mode: true}}\n"
+            "reloaders:\n  web: {edit_mode: true}\n"
+        },
+    )
+    fixed = load_config(tmp_path / "caproni.yaml")
+    assert fixed.config is not None, errors(fixed)
+    assert fixed.config.reloaders["web"].edit_mode
+
+    # A reloader no fragment defines keeps the plain schema error.
+    write(tmp_path, {"caproni.local.yaml": "reloaders:\n  nowhere: {edit_mode: true}\n"})
+    plain = load_config(tmp_path / "caproni.yaml")
+    assert errors(plain) == [f"{overlay}:2:3: missing required key type"]
+
+
 def test_fragment_mistakes_point_into_the_fragment(tmp_path: Path) -> None:
     write(
         tmp_path,

@@ -277,7 +277,8 @@ class Builder:
         """Load-time expansion of one value; problems reported at the reference."""
         try:
             template, runtime, unknown = expand_variables(
-                text, ChainMap(self.variables, self.environ)  # type: ignore[arg-type]
+                text,
+                ChainMap(self.variables, self.environ),  # type: ignore[arg-type]
             )
         except TemplateError as exc:
             self.error(self._reference_at(path, text, exc.offset, 2), "bad-reference", str(exc))

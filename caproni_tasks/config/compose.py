@@ -31,7 +31,15 @@ from caproni_tasks.config.yamldoc import Document, ParsedFile, parse_yaml
 from caproni_tasks.diagnostics import Diagnostic
 from caproni_tasks.userfiles import read_regular_text
 
-__all__ = ["CONCATENATED", "FRAGMENT_NAME", "Composer", "Layer", "is_fragment"]
+__all__ = [
+    "CONCATENATED",
+    "FRAGMENT_NAME",
+    "Composer",
+    "Layer",
+    "edit_mode_repositories",
+    "is_fragment",
+    "unmerged_fragment_of",
+]
 
 #: The per-repository fragment a repository in edit mode may hold.
 FRAGMENT_NAME = "caproni-project.yaml"
@@ -171,8 +179,8 @@ class Composer:
         )
 
 
-def edit_mode_repositories(root: Any, base: Path) -> list[tuple[str, Path]]:
-    """Repositories with ``edit_mode: true`` in a merged tree, with their directories."""
+def _repositories(root: Any, base: Path) -> list[tuple[str, Path, bool]]:
+    """Every repository of a merged tree: name, directory, whether in edit mode."""
     from strictyaml.ruamel.comments import CommentedMap
 
     from caproni_tasks.config.spec import Boolean
@@ -180,7 +188,7 @@ def edit_mode_repositories(root: Any, base: Path) -> list[tuple[str, Path]]:
     repositories = root.get("repositories") if isinstance(root, CommentedMap) else None
     if not isinstance(repositories, CommentedMap):
         return []
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, Path, bool]] = []
     for name, entry in repositories.items():
         if not isinstance(entry, CommentedMap):
             continue
@@ -190,6 +198,36 @@ def edit_mode_repositories(root: Any, base: Path) -> list[tuple[str, Path]]:
             continue
         directory = entry.get("directory")
         relative = directory if isinstance(directory, str) and directory.strip() else str(name)
-        if on:
-            found.append((str(name), Path(os.path.normpath(base / Path(relative).expanduser()))))
+        found.append(
+            (str(name), Path(os.path.normpath(base / Path(relative).expanduser())), on is True)
+        )
     return found
+
+
+def edit_mode_repositories(root: Any, base: Path) -> list[tuple[str, Path]]:
+    """Repositories with ``edit_mode: true`` in a merged tree, with their directories."""
+    return [(name, directory) for name, directory, on in _repositories(root, base) if on]
+
+
+def unmerged_fragment_of(
+    reloader: str, root: Any, base: Path, read: Callable[[Path], str] = read_regular_text
+) -> tuple[str, Path] | None:
+    """The repository (not in edit mode) whose ``caproni-project.yaml`` defines
+    ``reloader``, and that file: for a reloader an overlay switches on while its
+    fragment is not merged. None when no such fragment defines it."""
+    from strictyaml.ruamel.comments import CommentedMap
+
+    for name, directory, on in _repositories(root, base):
+        if on:
+            continue
+        path = directory / FRAGMENT_NAME
+        try:
+            text = read(path)
+        except (OSError, UnicodeDecodeError):
+            continue
+        parsed, _ = parse_yaml(text, str(path))
+        tree = parsed.root if parsed is not None else None
+        reloaders = tree.get("reloaders") if isinstance(tree, CommentedMap) else None
+        if isinstance(reloaders, CommentedMap) and reloader in reloaders:
+            return name, path
+    return None

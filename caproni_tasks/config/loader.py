@@ -150,6 +150,8 @@ def load_text(
     checker = Checker(doc)
     data = checker.check_root(_fragment_root() if fragment_mode else _root())
     notices = _ignored_notice(doc, result)
+    if not fragment_mode:
+        _explain_unmerged_fragments(doc, checker.diagnostics, composer, main_path)
     result.diagnostics.extend(checker.diagnostics)
     env = EnvView(environ)
     builder = Builder(doc, result.sources, main_path, overlay=overlay_abs, environ=env)
@@ -174,6 +176,44 @@ def load_text(
                 key, config, result.diagnostics, deps={"files": composer.deps, "env": env.read}
             )
     return result
+
+
+def _explain_unmerged_fragments(
+    doc: Any, diagnostics: list[Diagnostic], composer: Any, main_path: Path
+) -> None:
+    """A reloader without ``type`` that only an overlay names (``edit_mode: true``)
+    while the fragment defining it is not merged: say where it comes from and how to
+    merge it, instead of "missing required key type"."""
+    from strictyaml.ruamel.comments import CommentedMap
+
+    from caproni_tasks.config.compose import unmerged_fragment_of
+
+    reloaders = doc.root.get("reloaders") if isinstance(doc.root, CommentedMap) else None
+    if not isinstance(reloaders, CommentedMap):
+        return
+    for name, entry in reloaders.items():
+        if not isinstance(entry, CommentedMap) or "type" in entry:
+            continue
+        found = unmerged_fragment_of(str(name), doc.root, composer.base, composer.read)
+        if found is None:
+            continue
+        repository, fragment = found
+        where = doc.locate(("reloaders", name), key=True)
+        overlay = overlay_path(main_path)
+        message = (
+            f"reloader '{name}' comes from {composer.shown(fragment)}, which is merged only "
+            f"when `repositories.{repository}.edit_mode: true`; add this line to "
+            f"{composer.shown(overlay)}: repositories: {{{repository}: {{edit_mode: true}}}}"
+        )
+        for index, diagnostic in enumerate(diagnostics):
+            if diagnostic.code == "missing-key" and (
+                diagnostic.file,
+                diagnostic.line,
+                diagnostic.column,
+            ) == (where.file, where.line, where.column):
+                diagnostics[index] = Diagnostic.error(
+                    where.file, where.line, where.column, "fragment-not-merged", message
+                )
 
 
 def _root() -> Any:

@@ -28,13 +28,14 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from caproni_tasks.reloader.tools import find_tool
 
 __all__ = [
     "COPY_LABEL",
@@ -45,10 +46,8 @@ __all__ = [
     "Kubectl",
     "KubectlError",
     "KubectlResult",
-    "ToolMissingError",
     "copy_manifest",
     "copy_name",
-    "find_tool",
     "is_not_found",
     "restore_leftover_copies",
 ]
@@ -93,31 +92,6 @@ class KubectlError(Exception):
     def __init__(self, message: str, result: KubectlResult | None = None) -> None:
         super().__init__(message)
         self.result = result
-
-
-class ToolMissingError(Exception):
-    """kubectl or mirrord is not installed; the message says how to pin it."""
-
-
-def find_tool(name: str, path: str | None = None) -> str | None:
-    """The executable ``name`` on PATH (whose first entry is the ensure root's ``bin/``
-    when ``invoke run``/``status`` put it there)."""
-    return shutil.which(name, path=path)
-
-
-def missing_tool_message(name: str) -> str:
-    return (
-        f"{name} not found on PATH (the ensure root's bin/ is searched first): install it, "
-        f"or pin a package that provides bin/{name} in the ensure file (tools.ensure) and "
-        "run `invoke ensure`"
-    )
-
-
-def require_tool(name: str) -> str:
-    found = find_tool(name)
-    if found is None:
-        raise ToolMissingError(missing_tool_message(name))
-    return found
 
 
 # -- names and manifests ---------------------------------------------------------------

@@ -120,6 +120,9 @@ class SessionWriter:
                     last_exit=p.last_exit,
                     started_at=p.started_at,
                     command=p.spec.shown,
+                    stop_signal=p.spec.stop_signal,
+                    stop_timeout=p.spec.stop_timeout,
+                    term_grace=p.spec.term_grace,
                 )
                 for p in self.supervisor.processes.values()
             ]
@@ -199,7 +202,7 @@ async def run_session(
                 SUPERVISOR_LABEL, "interrupted again: killing every process now", error=True
             )
             for process in supervisor.processes.values():
-                process._signal_group(signal.SIGKILL)
+                process.kill_now()
 
     if handle_signals:
         for signum in STOP_SIGNALS:

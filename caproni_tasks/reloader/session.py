@@ -23,7 +23,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,13 @@ class ProcessRecord:
     last_exit: int | None = None
     started_at: float | None = None  # epoch seconds of the current run's start
     command: str = ""
+    #: How the supervisor stops this process, so that `clean_session` stops a crashed
+    #: session's leftovers the same way: the stop signal, seconds to wait for it
+    #: (None: records written before these fields; the clean's own grace), and seconds
+    #: SIGTERM gets after that when it was not the stop signal (0: SIGKILL at once).
+    stop_signal: str = "SIGTERM"
+    stop_timeout: float | None = None
+    term_grace: float = 0.0
 
     @classmethod
     def from_json(cls, data: object, where: str) -> ProcessRecord:
@@ -118,6 +125,9 @@ class ProcessRecord:
             last_exit=_optional_integer(fields, "last_exit", where),
             started_at=_optional_number(fields, "started_at", where),
             command=_text(fields, "command", where, default=""),
+            stop_signal=_signal_name(fields, "stop_signal", where),
+            stop_timeout=_optional_seconds(fields, "stop_timeout", where),
+            term_grace=_optional_seconds(fields, "term_grace", where) or 0.0,
         )
 
 
@@ -236,6 +246,22 @@ def _optional_number(fields: dict[str, object], key: str, where: str) -> float |
     return _number(fields, key, where)
 
 
+def _signal_name(fields: dict[str, object], key: str, where: str) -> str:
+    name = _text(fields, key, where, default="SIGTERM")
+    try:
+        proctree.signal_number(name)
+    except ValueError:
+        raise SessionFileError(f"{where}: {key} is not a signal") from None
+    return name
+
+
+def _optional_seconds(fields: dict[str, object], key: str, where: str) -> float | None:
+    value = _optional_number(fields, key, where)
+    if value is not None and value < 0:
+        raise SessionFileError(f"{where}: {key} is negative")
+    return value
+
+
 # -- reading and writing ---------------------------------------------------------------
 
 
@@ -315,20 +341,30 @@ def current_process_start() -> float | None:
 
 
 def leftovers(record: SessionRecord) -> list[proctree.ProcInfo]:
-    """Live processes of a stale session's process groups that are still ours.
+    """Live processes of a stale session's process groups that are still ours (see
+    `leftover_groups`)."""
+    found = {m.pid: m for _, members in leftover_groups(record) for m in members}
+    return sorted(found.values(), key=lambda p: p.pid)
+
+
+def leftover_groups(
+    record: SessionRecord,
+) -> list[tuple[ProcessRecord, list[proctree.ProcInfo]]]:
+    """Each recorded process with the live members of its group that are still ours.
 
     A group counts only when it is still a session of its own (``sid == pgid``, as the
     supervisor created it), its number is not held by another process than the
     recorded leader (same pid, same start time), and its members started no earlier
     than that leader did — a pid/pgid reused by an unrelated program is never touched.
     """
-    found: dict[int, proctree.ProcInfo] = {}
+    groups: list[tuple[ProcessRecord, list[proctree.ProcInfo]]] = []
     for proc in record.processes:
         if proc.pgid is None or proc.pid_start is None or proc.pid is None:
             continue
         holder = proctree.read_process(proc.pid)
         if holder is not None and not proctree.same_start(proc.pid_start, holder.started):
             continue  # the number now belongs to another process: so does the group
+        members: list[proctree.ProcInfo] = []
         for member in proctree.group_members(proc.pgid):
             if member.sid != proc.pgid:
                 continue
@@ -336,8 +372,10 @@ def leftovers(record: SessionRecord) -> list[proctree.ProcInfo]:
                 proc.pid_start, member.started
             )
             if same_leader or member.started >= proc.pid_start:
-                found[member.pid] = member
-    return sorted(found.values(), key=lambda p: p.pid)
+                members.append(member)
+        if members:
+            groups.append((proc, sorted(members, key=lambda p: p.pid)))
+    return groups
 
 
 def marked_leftovers(config_path: Path) -> list[proctree.ProcInfo]:
@@ -361,23 +399,69 @@ def _marked_with(marker: str) -> list[proctree.ProcInfo]:
     return [info for info, value in proctree.marked_processes() if value == marker]
 
 
+@dataclass
+class _Stopping:
+    """Processes stopped together: ``sig``, ``timeout`` seconds, then SIGTERM for
+    ``term_grace`` seconds (when ``sig`` was not SIGTERM and ``term_grace`` > 0)."""
+
+    targets: list[proctree.ProcInfo]
+    sig: int = signal.SIGTERM
+    timeout: float = 3.0
+    term_grace: float = 0.0
+    deadline: float = 0.0
+    termed: bool = False
+    done: bool = False
+
+    def alive(self) -> list[proctree.ProcInfo]:
+        return [t for t in self.targets if proctree.is_alive(t.pid, t.started)]
+
+    def start(self, now: float) -> None:
+        proctree.signal_pids(self.targets, self.sig)
+        self.deadline = now + self.timeout
+
+    def step(self, now: float) -> None:
+        """Mark done once nothing is left or its signals have had their time."""
+        if not self.alive():
+            self.done = True
+        elif now >= self.deadline:
+            if not self.termed and self.sig != signal.SIGTERM and self.term_grace > 0:
+                self.termed = True
+                proctree.signal_pids(self.targets, signal.SIGTERM)
+                self.deadline = now + self.term_grace
+            else:
+                self.done = True
+
+
 def _stop(
     targets: list[proctree.ProcInfo],
     grace: float,
     more: Callable[[], list[proctree.ProcInfo]] | None = None,
+    groups: Sequence[_Stopping] = (),
 ) -> tuple[list[int], list[int]]:
-    """SIGTERM, ``grace`` seconds, SIGKILL; ``more()`` finds newcomers (a process that
-    forked while being stopped) before the SIGKILL. Returns (stopped, survivors)."""
-    by_pid = {t.pid: t for t in targets}
+    """Stop ``groups`` each its own way and ``targets`` with SIGTERM and ``grace``
+    seconds, all at once; then SIGKILL whatever is left. ``more()`` finds newcomers (a
+    process that forked while being stopped) before the SIGKILL. Returns (stopped,
+    survivors)."""
+    claimed = {t.pid for g in groups for t in g.targets}
+    rest = [t for t in targets if t.pid not in claimed]
+    phases = [*groups, _Stopping(rest, signal.SIGTERM, grace)] if rest else list(groups)
+    by_pid = {t.pid: t for phase in phases for t in phase.targets}
 
     def alive() -> list[proctree.ProcInfo]:
         return [t for t in by_pid.values() if proctree.is_alive(t.pid, t.started)]
 
     if not by_pid:
         return [], []
-    proctree.signal_pids(list(by_pid.values()), signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and alive():
+    now = time.monotonic()
+    for phase in phases:
+        phase.start(now)
+    while True:
+        now = time.monotonic()
+        for phase in phases:
+            if not phase.done:
+                phase.step(now)
+        if all(phase.done for phase in phases):
+            break
         time.sleep(0.02)
     if more is not None:
         for info in more():
@@ -428,8 +512,11 @@ def clean_session(config_path: Path, *, grace: float = 3.0) -> CleanReport:
 
     Never touches a session whose supervisor is alive. Leftovers are the recorded
     process groups that are provably still ours and every process marked as a session
-    of this config whose supervisor is gone; they get SIGTERM, then SIGKILL after
-    ``grace`` seconds. An unusable state file is removed like a stale one.
+    of this config whose supervisor is gone. A recorded group is stopped as the
+    supervisor would have stopped it: its stop signal, its ``stop_timeout``, then
+    SIGTERM (given its ``term_grace``) when that was not the stop signal, then SIGKILL.
+    Other leftovers (and groups recorded without a stop signal) get SIGTERM, then
+    SIGKILL after ``grace`` seconds. An unusable state file is removed like a stale one.
     """
     state = load_session(config_path)
     report = CleanReport(path=state.path, found=state.exists, problem=state.problem)
@@ -438,11 +525,17 @@ def clean_session(config_path: Path, *, grace: float = 3.0) -> CleanReport:
         report.alive_pid = record.supervisor_pid
         return report
     report.stale = state.exists
-    targets = {t.pid: t for t in leftovers(record)} if record is not None else {}
-    for info in marked_leftovers(config_path):
-        targets.setdefault(info.pid, info)
+    groups = [
+        _Stopping(
+            members,
+            proctree.signal_number(proc.stop_signal),
+            grace if proc.stop_timeout is None else proc.stop_timeout,
+            proc.term_grace,
+        )
+        for proc, members in (leftover_groups(record) if record is not None else [])
+    ]
     report.killed, report.survivors = _stop(
-        list(targets.values()), grace, lambda: marked_leftovers(config_path)
+        marked_leftovers(config_path), grace, lambda: marked_leftovers(config_path), groups
     )
     if state.exists:
         try:

@@ -12,6 +12,11 @@ Dependencies and restarts: a dependant waits for its dependencies to be ready ea
 time it (re)starts; a dependency's restart does not restart its running dependants
 (they see the same thing as with any server restart and reconnect). At shutdown,
 dependants are stopped before what they depend on.
+
+Each process is composed of parts with one job each: `caproni_tasks.reloader.child`
+(the OS child: spawn, signal, reap), `caproni_tasks.reloader.child_output` (its lines)
+and `caproni_tasks.reloader.restart` (what follows an exit, paced by
+`caproni_tasks.reloader.backoff`).
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ from caproni_tasks.config.model import ProcessRef
 from caproni_tasks.reloader import proctree
 from caproni_tasks.reloader.aio import cancel_and_wait, wait_timeout
 from caproni_tasks.reloader.backoff import Backoff, BackoffPolicy
+from caproni_tasks.reloader.child import Child, describe_exit
+from caproni_tasks.reloader.child_output import OutputPump
 from caproni_tasks.reloader.description import ProcessDescription
-from caproni_tasks.reloader.output import SUPERVISOR_LABEL, LineAssembler, Output
+from caproni_tasks.reloader.output import SUPERVISOR_LABEL, Output
 from caproni_tasks.reloader.readiness import LogMatcher, describe, port_in_use, wait_ready
+from caproni_tasks.reloader.restart import Action, Restarter
 
 if TYPE_CHECKING:
     from caproni_tasks.reloader.variables import VariableHub
@@ -44,6 +52,7 @@ __all__ = [
     "ProcessState",
     "Supervisor",
     "SupervisorOptions",
+    "describe_exit",
 ]
 
 
@@ -79,36 +88,13 @@ class SupervisorOptions:
     partial_line_after: float = 0.5
 
 
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "-"
-    if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit {code}" + _SHELL_EXITS.get(code, "")
-
-
-#: What ``/bin/sh`` means by these exit statuses (a typo in a command is common).
-_SHELL_EXITS = {126: " (command not executable)", 127: " (command not found)"}
-
-
-class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """Signals the child's exit as soon as it is reaped. ``Process.wait()`` also waits
-    for the output pipes to close, which a lingering grandchild can hold open forever."""
-
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        self.exited.set()
-
-
 class ManagedProcess:
-    """One configured process and its lifecycle, across restarts."""
+    """One configured process and its lifecycle, across restarts.
+
+    Composes the parts that each do one job: a `Child` per run (spawn, signal, reap),
+    an `OutputPump` per run (its lines), and a `Restarter` (what follows an exit).
+    Here: the states, dependencies, runtime variables, readiness and changes.
+    """
 
     def __init__(
         self,
@@ -123,30 +109,52 @@ class ManagedProcess:
         self.ref = ProcessRef(reloader, spec.name)
         self.label = label
         self.state = ProcessState.WAITING
-        self.pid: int | None = None
-        self.pid_start: float | None = None
         self.restarts = 0
         self.last_exit: int | None = None
-        self.started_at: float | None = None  # wall clock, for status
         self.command = ""
         self.ready = asyncio.Event()
         self.finished = asyncio.Event()  # set when stopped for good (shutdown)
         #: Set when the lifecycle is over by itself: ended, and nothing can restart it.
         self.ended = asyncio.Event()
-        self.backoff = Backoff(supervisor.options.backoff)
+        self.restarter = Restarter(
+            spec.restart,
+            max_restarts=spec.max_restarts,
+            fatal_exits=spec.fatal_exits,
+            backoff=supervisor.options.backoff,
+            waits_for_change=self.restartable_by_change,
+        )
         self.stop_signal = proctree.signal_number(spec.stop_signal)
         self._change = asyncio.Event()
         self._change_reason = ""
-        self._proc: asyncio.subprocess.Process | None = None
-        self._transport: asyncio.SubprocessTransport | None = None
-        self._exited = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
+        #: The current (or last) run; a spawn that failed leaves the previous one here.
+        self._child: Child | None = None
+        self._pump: OutputPump | None = None
         self._log: LogMatcher | None = None
-        self._escaped: list[proctree.ProcInfo] = []
-        #: True once the current run's group is known to be empty: its number may then
-        #: be reused by an unrelated process group, which must never be signalled.
-        self._group_gone = True
         self._port_warned = False
+
+    # -- the current run, as status shows it -------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    @property
+    def pid_start(self) -> float | None:
+        return self._child.pid_start if self._child is not None else None
+
+    @property
+    def started_at(self) -> float | None:
+        """Wall-clock start of the current (or last) run."""
+        return self._child.started_at if self._child is not None else None
+
+    @property
+    def backoff(self) -> Backoff:
+        return self.restarter.backoff
+
+    def kill_now(self) -> None:
+        """SIGKILL to everything of the current run, at once (a second interrupt)."""
+        if self._child is not None:
+            self._child.signal(signal.SIGKILL)
 
     # -- triggers -----------------------------------------------------------------
 
@@ -160,14 +168,14 @@ class ManagedProcess:
             self._change_reason = reason
             self._change.set()
 
-    def _files_changed(self, paths: list[str]) -> None:
+    def files_changed(self, paths: list[str]) -> None:
         # Name a file rather than the directory created for it (``mkdir -p a/b; touch a/b/f``).
         first = next((p for p in paths if not os.path.isdir(p)), paths[0])
         shown = os.path.relpath(first, self.spec.cwd)
         more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
         self.request_restart(f"{shown}{more} changed")
 
-    def _variable_changed(self, name: str) -> None:
+    def variable_changed(self, name: str) -> None:
         self.request_restart(f"runtime variable {name} changed")
 
     # -- state ----------------------------------------------------------------------
@@ -210,7 +218,7 @@ class ManagedProcess:
             if not exited:
                 self.event(f"{self._change_reason}: restarting")
                 await self.stop(self.stop_signal)
-                self.backoff.reset()
+                self.restarter.forgive()
                 self.restarts += 1
                 self.supervisor.changed()
                 continue
@@ -218,51 +226,24 @@ class ManagedProcess:
                 return
 
     async def _after_exit(self, ran_for: float) -> bool:
-        """Decide what follows an exit; False when the lifecycle is over."""
-        code = self.last_exit
-        self.backoff.record_exit(ran_for)
-        policy = self.spec.restart
-        wants_restart = policy == "always" or (policy == "on-failure" and code != 0)
-        # A clean exit restarted by `always` is not a crash: it never counts toward
-        # max_restarts (its restarts are still paced by the backoff: no hot loop).
-        crash = code != 0
-        if code is not None and code in self.spec.fatal_exits:
-            self._set(ProcessState.FAILED)
-            self.event(
-                f"{describe_exit(code)}: its usage is wrong, restarting would not help"
-                + ("; waiting for a change" if self.restartable_by_change else ""),
-                error=True,
-            )
-            wants_restart = False
-        elif wants_restart and (not crash or self.backoff.crashes < self.spec.max_restarts):
-            delay = self.backoff.next_delay(crash=crash)
+        """Act on the restart policy's verdict; False when the lifecycle is over."""
+        verdict = self.restarter.after_exit(self.last_exit, ran_for)
+        if verdict.action == Action.RESTART:
             self._set(ProcessState.BACKOFF)
-            self.event(f"{describe_exit(code)}; restarting in {delay:.3g}s", error=code != 0)
-            if await self._wait_change(delay):
+            self.event(verdict.message, error=verdict.error)
+            if await self._wait_change(verdict.delay):
                 self.event(f"{self._change_reason}: restarting")
-                self.backoff.reset()
+                self.restarter.forgive()
             self.restarts += 1
             self.supervisor.changed()
             return True
-        elif wants_restart:
-            self._set(ProcessState.FAILED)
-            self.event(
-                f"{describe_exit(code)}; failed after {self.backoff.crashes} restarts in a row"
-                + ("; waiting for a change" if self.restartable_by_change else ""),
-                error=True,
-            )
-        else:
-            self._set(ProcessState.EXITED)
-            self.event(
-                f"{describe_exit(code)}"
-                + ("; waiting for a change" if self.restartable_by_change else ""),
-                error=code not in (0, None),
-            )
+        self._set(ProcessState.FAILED if verdict.action == Action.FAILED else ProcessState.EXITED)
+        self.event(verdict.message, error=verdict.error)
         if not self.restartable_by_change:
             return False
         await self._wait_change(None)
         self.event(f"{self._change_reason}: restarting")
-        self.backoff.reset()
+        self.restarter.forgive()
         self.restarts += 1
         self.supervisor.changed()
         return True
@@ -365,92 +346,46 @@ class ManagedProcess:
             self._log = LogMatcher(self.spec.ready.log)
         else:
             self._log = None
-        loop = asyncio.get_running_loop()
-        spawning = asyncio.ensure_future(
-            loop.subprocess_exec(
-                lambda: _ExitAwareProtocol(limit=2**16, loop=loop),
-                *argv,
-                cwd=str(self.spec.cwd),
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_signal_reset_for_child(),
-            )
+        child = Child(
+            argv,
+            cwd=self.spec.cwd,
+            env=env,
+            keep_pids=self.supervisor.leader_pids,
+            notify=lambda message: self.event(message, error=True),
         )
         try:
-            transport, protocol = await asyncio.shield(spawning)
+            await child.start()
         except asyncio.CancelledError:
-            # Cancelled mid-spawn (a shutdown): the child may already run and have
-            # started children of its own. Let the spawn finish and adopt the process,
-            # so the shutdown that follows stops its whole group, not just its pid.
-            with contextlib.suppress(OSError):
-                self._adopt(*await spawning, loop)
+            # Cancelled mid-spawn (a shutdown): a child that did start is adopted, so
+            # the shutdown that follows stops its whole group, not just its pid.
+            if child.started:
+                self._adopt(child)
             raise
-        self._adopt(transport, protocol, loop)
-        assert self._proc is not None
-        proc = self._proc
-        self.event(f"started (pid {proc.pid})")
+        self._adopt(child)
+        self.event(f"started (pid {child.pid})")
         if self.spec.ready is None:
             self._set(ProcessState.READY)
             self.ready.set()
         else:
             self._set(ProcessState.STARTING)
 
-    def _adopt(
-        self,
-        transport: asyncio.SubprocessTransport,
-        protocol: _ExitAwareProtocol,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        """Take charge of a started child: its exit, its group, its output."""
-        proc = asyncio.subprocess.Process(transport, protocol, loop)
-        self._proc = proc
-        self._transport = transport
-        self._exited = protocol.exited
-        self.pid = proc.pid
-        info = proctree.read_process(proc.pid)
-        self.pid_start = info.started if info else None
-        self.started_at = time.time()
+    def _adopt(self, child: Child) -> None:
+        """Take charge of a started run: its exit, its group, its output."""
+        self._child = child
         self.last_exit = None
-        self._escaped = []
-        self._group_gone = False
-        assert proc.stdout is not None
-        self._reader = asyncio.create_task(self._read_output(proc.stdout), name=f"out {self.label}")
-
-    async def _read_output(self, stream: asyncio.StreamReader) -> None:
-        lines = LineAssembler(partial_after=self.supervisor.options.partial_line_after)
-        output = self.supervisor.output
-        while True:
-            try:
-                if lines.has_partial:
-                    chunk = await wait_timeout(stream.read(65536), lines.partial_after)
-                else:
-                    chunk = await stream.read(65536)
-            except TimeoutError:
-                if lines.partial_due():
-                    output.lines(self.label, lines.flush())
-                continue
-            if not chunk:
-                break
-            complete = lines.feed(chunk)
-            if complete:
-                output.lines(self.label, complete)
-                if self._log is not None:
-                    for line in complete:
-                        self._log.feed(line)
-        rest = lines.flush()
-        if rest:
-            output.lines(self.label, rest)
-            if self._log is not None:
-                self._log.feed(rest[0])
+        self._pump = OutputPump(
+            child.stdout,
+            label=self.label,
+            output=self.supervisor.output,
+            partial_after=self.supervisor.options.partial_line_after,
+            log=self._log,
+        )
 
     async def _wait_exit_or_change(self) -> bool:
         """Supervise one run: True when it exited by itself, False on a change."""
-        proc = self._proc
-        assert proc is not None
-        waiter = asyncio.create_task(self._exited.wait())
+        child = self._child
+        assert child is not None
+        waiter = asyncio.create_task(child.exited.wait())
         change = asyncio.create_task(self._change.wait())
         readiness: asyncio.Task[None] | None = None
         if self.spec.ready is not None:
@@ -460,7 +395,7 @@ class ManagedProcess:
         finally:
             await cancel_and_wait(change, readiness)
         if waiter.done():
-            self.last_exit = proc.returncode
+            self.last_exit = child.returncode
             self.ready.clear()
             self._set(ProcessState.STOPPING)  # while its group is cleared; then _after_exit
             await self._clear_group(self.stop_signal)
@@ -478,117 +413,34 @@ class ManagedProcess:
 
     # -- stopping -------------------------------------------------------------------
 
-    def _signal_group(self, sig: int) -> None:
-        if self.pid is None or self._group_gone:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
-        proctree.signal_pids(self._escaped, sig)
-
-    def _note_escaped(self) -> None:
-        """Remember descendants that left the group (``setsid``) while their ancestors
-        are still alive to tell us they are ours."""
-        if self.pid is None:
-            return
-        for info in proctree.descendants(self.pid):
-            if (
-                not info.zombie
-                and info.pgid != self.pid
-                and all(e.pid != info.pid for e in self._escaped)
-            ):
-                self._escaped.append(info)
-
-    def _group_alive(self) -> bool:
-        """Whether anything of this run is left: a live member of its process group, or
-        a descendant that escaped the group."""
-        if self.pid is None or self._group_gone:
-            return False
-        escaped = any(proctree.is_alive(e.pid, e.started) for e in self._escaped)
-        try:
-            os.killpg(self.pid, 0)  # cheap: ESRCH when the group is empty
-        except ProcessLookupError:
-            return escaped
-        except PermissionError:
-            return True
-        # Members may be zombies re-parented to us (we are a subreaper): reap those,
-        # leaving alone the leaders that asyncio is about to reap itself.
-        members = proctree.group_members(self.pid, zombies=True)
-        if any(m.zombie for m in members):
-            proctree.reap_orphans(keep=self.supervisor.leader_pids())
-        return any(not m.zombie for m in members) or escaped
-
     async def _clear_group(self, sig: int) -> None:
-        """After the leader exited: stop what it left behind in its group (a background
-        job, a worker), gently then by force, so nothing outlives its run."""
-        if self._group_alive():
-            self._signal_group(sig)
-            await self._wait_group_gone(self.spec.stop_timeout)
-            if self._group_alive():
-                self._signal_group(signal.SIGKILL)
-                await self._wait_group_gone(5.0)
-        self._group_gone = not self._group_alive()
-        await self._finish_reader()
-
-    async def _wait_group_gone(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._group_alive():
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
-
-    async def _finish_reader(self) -> None:
-        """Drain what the run wrote, then release its pipe and transport."""
-        if self._reader is not None:
-            try:
-                await wait_timeout(asyncio.shield(self._reader), 1.0)
-            except TimeoutError:
-                await cancel_and_wait(self._reader)
-            self._reader = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        """After the leader exited: clear its group, then read the rest of its output
+        and release the pipe."""
+        assert self._child is not None
+        await self._child.clear_group(sig, self.spec.stop_timeout)
+        if self._pump is not None:
+            await self._pump.finish()
+            self._pump = None
+        self._child.close()
 
     async def stop(self, sig: int) -> None:
         """Stop the running process (if any) and its whole group; return once all of it
         has exited. ``sig`` first, SIGKILL after ``stop_timeout``."""
-        proc = self._proc
-        if proc is None:
+        child = self._child
+        if child is None:
             return
-        if proc.returncode is not None:
+        if not child.running:
             # The leader is gone; what it left in its group may not be (an interrupted
             # clean-up after an exit).
-            if self._group_alive():
+            if child.group_alive():
                 await self._clear_group(sig)
             return
         self._set(ProcessState.STOPPING)
         self.ready.clear()
-        self._note_escaped()
-        self._signal_group(sig)
-        try:
-            await wait_timeout(self._exited.wait(), self.spec.stop_timeout)
-        except TimeoutError:
-            await self._terminate_late(sig)
-        self.last_exit = proc.returncode
+        await child.stop_leader(sig, self.spec.stop_timeout, self.spec.term_grace)
+        self.last_exit = child.returncode
         await self._clear_group(signal.SIGKILL)
         self.supervisor.changed()
-
-    async def _terminate_late(self, sig: int) -> None:
-        """The stop signal was not enough within ``stop_timeout``: SIGTERM (given
-        ``term_grace``) when that was not the signal already, then SIGKILL."""
-        waited = f"did not stop within {self.spec.stop_timeout:g}s of {signal.Signals(sig).name}"
-        grace = self.spec.term_grace
-        if grace > 0 and sig != signal.SIGTERM:
-            self.event(f"{waited}; terminating", error=True)
-            self._signal_group(signal.SIGTERM)
-            try:
-                await wait_timeout(self._exited.wait(), grace)
-                return
-            except TimeoutError:
-                waited = f"did not stop within {grace:g}s of SIGTERM"
-        self.event(f"{waited}; killing", error=True)
-        self._signal_group(signal.SIGKILL)
-        await self._exited.wait()
 
     async def shutdown(self) -> None:
         """Stop for good: after the processes that depend on this one have stopped."""
@@ -598,7 +450,7 @@ class ManagedProcess:
             with contextlib.suppress(TimeoutError):
                 await wait_timeout(asyncio.gather(*(d.finished.wait() for d in dependants)), limit)
         try:
-            running = self._proc is not None and self._proc.returncode is None
+            running = self._child is not None and self._child.running
             await self.stop(self.stop_signal)
             if running:
                 self.event(f"stopped ({describe_exit(self.last_exit)})")
@@ -726,9 +578,9 @@ class Supervisor:
         for process in managed:
             if process.spec.watch:
                 matcher = PathMatcher(process.spec.cwd, process.spec.watch, process.spec.ignore)
-                subscriptions.append(self.watch_hub.add(matcher, process._files_changed))
+                subscriptions.append(self.watch_hub.add(matcher, process.files_changed))
             if process.spec.runtimevars and self.variables is not None:
-                self.variables.subscribe(process.spec.runtimevars, process._variable_changed)
+                self.variables.subscribe(process.spec.runtimevars, process.variable_changed)
         self.changed()
         tasks = [
             asyncio.create_task(self._start(process), name=f"process {process.label}")
@@ -745,7 +597,7 @@ class Supervisor:
                 self.watch_hub.remove(watcher)
             if self.variables is not None:
                 for process in managed:
-                    self.variables.unsubscribe(process.spec.runtimevars, process._variable_changed)
+                    self.variables.unsubscribe(process.spec.runtimevars, process.variable_changed)
             self.changed()
 
     async def _start(self, process: ManagedProcess) -> None:
@@ -781,25 +633,3 @@ class Supervisor:
         if self._watch is not None:
             await self._watch.close()
             self._watch = None
-
-
-#: Signals a child must be able to receive even when we were started ignoring them.
-_INHERITED_IGNORES = (signal.SIGINT, signal.SIGQUIT)
-
-
-def _restore_default_dispositions() -> None:
-    for signum in _INHERITED_IGNORES:
-        signal.signal(signum, signal.SIG_DFL)
-
-
-def _signal_reset_for_child() -> Callable[[], None] | None:
-    """A pre-exec step that un-ignores SIGINT/SIGQUIT, only when we ignore them now.
-
-    An ignored disposition survives exec (handled ones are reset), and a shell puts
-    SIGINT/SIGQUIT to "ignore" for background jobs (``cmd &``, nohup): without the reset
-    a process with ``stop_signal: SIGINT`` would never see its stop signal. Normal runs
-    install handlers, so they keep the plain fork+exec path with no pre-exec code.
-    """
-    if any(signal.getsignal(signum) == signal.SIG_IGN for signum in _INHERITED_IGNORES):
-        return _restore_default_dispositions
-    return None

@@ -55,6 +55,12 @@ from caproni_tasks.reloader.contract import (
     TargetNotFoundError,
 )
 from caproni_tasks.reloader.description import ProcessDescription, describe_spec
+from caproni_tasks.reloader.tools import (
+    ToolMissingError,
+    find_tool,
+    missing_tool_message,
+    require_tool,
+)
 from caproni_tasks.reloader.validation import place
 
 if TYPE_CHECKING:
@@ -391,9 +397,9 @@ class MirrorManager:
                 )
             )
         try:
-            kubectl = kube.Kubectl(kube.require_tool("kubectl"), settings.kube_context)
-            mirrord = kube.require_tool("mirrord") if settings.mirrored else None
-        except kube.ToolMissingError as exc:
+            kubectl = kube.Kubectl(require_tool("kubectl"), settings.kube_context)
+            mirrord = require_tool("mirrord") if settings.mirrored else None
+        except ToolMissingError as exc:
             raise RunFailedError(f"reloader {reloader.name}: {exc}") from exc
         await _repair_leftovers(config, host, reloader.name)
 
@@ -520,14 +526,14 @@ class MirrorManager:
             raise StatusFailedError(f"reloader {reloader.name} has no `mirror:` section")
         blocking: list[str] = []  # what makes it not-ready
         reasons: list[str] = []  # worth knowing either way
-        program = kube.find_tool("kubectl")
-        if settings.mirrored and kube.find_tool("mirrord") is None:
-            blocking.append(kube.missing_tool_message("mirrord"))
+        program = find_tool("kubectl")
+        if settings.mirrored and find_tool("mirrord") is None:
+            blocking.append(missing_tool_message("mirrord"))
         if not reloader.directory.is_dir():
             what = f"repository {reloader.repository}" if reloader.repository else "directory"
             blocking.append(f"{what} not cloned: {reloader.directory} does not exist")
         if program is None:
-            return Status(State.NOT_READY, (kube.missing_tool_message("kubectl"), *blocking))
+            return Status(State.NOT_READY, (missing_tool_message("kubectl"), *blocking))
         target = settings.target
         try:
             deployments = _cluster_view(config, program, settings.kube_context, target.namespace)
