@@ -21,11 +21,13 @@ from caproni_tasks.packages.repository import (
     AmbiguousVersionError,
     HashMismatchError,
     InstanceNotFoundError,
+    NetworkOptions,
     PackageNotFoundError,
+    ReadOnlyRepositoryError,
     Repository,
     RepositoryError,
+    UnsupportedOperationError,
     VersionNotFoundError,
-    WritableRepository,
 )
 
 Publisher = Callable[[str, str, list[str], list[str]], str]
@@ -42,7 +44,7 @@ class Backend:
     writable: bool
 
 
-def _publisher(writer: WritableRepository, work: Path) -> Publisher:
+def _publisher(writer: Repository, work: Path) -> Publisher:
     def publish(package: str, content: str, refs: list[str], tags: list[str]) -> str:
         package_file, _ = build(work, package, {"data.txt": content})
         iid = writer.register_instance(package_file)
@@ -69,9 +71,22 @@ def _static_http(tmp_path: Path) -> Iterator[Backend]:
         yield Backend("static_http", remote, _publisher(local, tmp_path / "work"), False)
 
 
+def _cipd_service(tmp_path: Path) -> Iterator[Backend]:
+    from helpers_serve import CipdServer
+
+    from caproni_tasks.packages.backends.cipd import CipdRepository
+
+    (tmp_path / "repo").mkdir()
+    with CipdServer(tmp_path / "repo", write_token="secret") as server:
+        options = NetworkOptions(auth_token="secret", cache_dir=tmp_path / "tag-cache")
+        with CipdRepository(f"cipd+{server.url}", network=options) as remote:
+            yield Backend("cipd", remote, _publisher(remote, tmp_path / "work"), True)
+
+
 BACKENDS: dict[str, Callable[[Path], Iterator[Backend]]] = {
     "directory": _directory,
     "static_http": _static_http,
+    "cipd": _cipd_service,
 }
 
 
@@ -146,9 +161,32 @@ def test_known_size_is_the_file_size_or_unknown(backend: Backend, tmp_path: Path
     assert backend.repo.known_size("t/p", iid) in (size, None)
 
 
+def test_search_by_tags(backend: Backend, tmp_path: Path) -> None:
+    v1 = backend.publish("t/p", "one", [], ["os:linux", "arch:amd64"])
+    v2 = backend.publish("t/p", "two", [], ["os:linux", "arch:arm64"])
+    assert backend.repo.search_instances("t/p", ["os:linux"]) == [v2, v1]
+    assert backend.repo.search_instances("t/p", ["os:linux", "arch:amd64"]) == [v1]
+    assert backend.repo.search_instances("t/p", ["os:mac"]) == []
+    assert backend.repo.search_instances("t/nothing", ["os:linux"]) == []
+
+
+def test_listing_or_a_clear_refusal(backend: Backend, tmp_path: Path) -> None:
+    backend.publish("t/a", "a", [], [])
+    backend.publish("t/b/c", "c", [], [])
+    try:
+        listed = backend.repo.packages()
+    except UnsupportedOperationError as error:
+        assert "cannot list" in str(error)
+    else:
+        assert listed == ["t/a", "t/b/c"]
+
+
 def test_publish_where_writable(backend: Backend, tmp_path: Path) -> None:
+    assert backend.repo.writable == backend.writable
     if not backend.writable:
-        pytest.skip(f"{backend.name} is read-only")
+        with pytest.raises(ReadOnlyRepositoryError):
+            backend.repo.set_ref("t/w", "latest", "x" * 40)
+        return
     iid = backend.publish("t/w", "written", ["latest"], ["k:v"])
     assert backend.publish("t/w", "written", [], []) == iid, "registering again is no error"
     assert backend.repo.resolve_version("t/w", "k:v") == iid

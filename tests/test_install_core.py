@@ -42,6 +42,12 @@ class CountingRepository:
     def describe(self, package: str):  # type: ignore[no-untyped-def]
         return self.inner.describe(package)
 
+    def known_size(self, package: str, instance_id: str) -> int | None:
+        return None  # a repository that cannot tell sizes cheaply
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # the rest of the protocol, unchanged
+
 
 @pytest.fixture
 def make_installer(
@@ -510,7 +516,7 @@ def test_download_bars_know_their_total_when_the_repository_does(
     Installer(root, InstanceCache(tmp_path / "c1"), lambda: local, reporter=reporter).ensure(want)
     assert ("fetching", size) in reporter.transfers
 
-    reporter = RecordingReporter()  # a repository without known_size: a bar without total
+    reporter = RecordingReporter()  # a repository that knows no size: a bar without total
     counting = CountingRepository(local)
     installer = Installer(tmp_path / "r2", InstanceCache(tmp_path / "c2"), lambda: counting)
     installer.reporter = reporter

@@ -308,4 +308,4 @@ def test_list_packages_of_a_local_repository(
     code, out, _ = run(capsys, "pkg.list", "--repo", repo)
     assert code == 0 and out.splitlines() == ["a/first", "a/first/nested", "z/last"]
     code, _, err = run(capsys, "pkg.list", "--repo", "http://127.0.0.1:9/")
-    assert code == 1 and "only local directory repositories" in err
+    assert code == 1 and "a static server has no listing of its packages" in err

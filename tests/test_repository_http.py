@@ -23,7 +23,6 @@ from caproni_tasks.packages.repository import (
     Repository,
     RepositoryError,
     VersionNotFoundError,
-    WritableRepository,
     open_repository,
 )
 
@@ -43,7 +42,7 @@ def server(repo_dir: Path) -> Iterator[StaticServer]:
 def test_opened_by_url_and_read_only(server: StaticServer) -> None:
     repo = open_repository(server.url + "/")
     assert isinstance(repo, HttpRepository) and isinstance(repo, Repository)
-    assert not isinstance(repo, WritableRepository)
+    assert not repo.writable
     assert repo.url == server.url
     assert HttpRepository("http://user:secret@example.com/r/").url == "http://example.com/r"
 

@@ -23,7 +23,6 @@ from caproni_tasks.packages.repository import (
     Repository,
     RepositoryError,
     VersionNotFoundError,
-    WritableRepository,
     open_repository,
 )
 
@@ -38,7 +37,7 @@ def test_is_a_writable_repository_opened_by_url_or_path(tmp_path: Path) -> None:
     for url in (root.as_uri(), str(root), "file://localhost" + str(root)):
         opened = open_repository(url)
         assert isinstance(opened, LocalRepository)
-        assert isinstance(opened, WritableRepository) and isinstance(opened, Repository)
+        assert isinstance(opened, Repository) and opened.writable
         assert opened.root == root
     relative = open_repository("sub/dir", base_dir=tmp_path)
     assert isinstance(relative, LocalRepository) and relative.root == tmp_path / "sub/dir"

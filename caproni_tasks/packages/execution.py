@@ -211,13 +211,9 @@ class Execution:
 
     def _known_size(self, package: str, instance_id: str) -> int | None:
         """The download's size for a progress bar, if the repository knows it cheaply
-        (an optional ``known_size(package, instance_id)`` method; other repositories'
-        bars count bytes without a total)."""
-        known_size = getattr(self.inst.repository(), "known_size", None)
-        if not callable(known_size):
-            return None
-        size = known_size(package, instance_id)
-        return size if isinstance(size, int) and size > 0 else None
+        (otherwise the bar counts bytes without a total)."""
+        size = self.inst.repository().known_size(package, instance_id)
+        return size if size is not None and size > 0 else None
 
     # check --------------------------------------------------------------------------
 

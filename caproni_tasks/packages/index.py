@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +93,15 @@ class PackageIndex:
 
     def has_instance(self, instance_id: str) -> bool:
         return any(r.instance_id == instance_id for r in self.instances)
+
+    def search(self, tags: Sequence[str]) -> list[str]:
+        """Instance IDs carrying every one of ``tags``, newest first."""
+        wanted = [set(self.tags.get(tag, ())) for tag in tags]
+        return [
+            r.instance_id
+            for r in reversed(self.instances)
+            if all(r.instance_id in owners for owners in wanted)
+        ]
 
     def size_of(self, instance_id: str) -> int | None:
         """The recorded size of an instance file (for progress bars), if listed."""

@@ -33,7 +33,6 @@ __all__ = [
     "HashMismatchError",
     "InstanceInfo",
     "InstanceNotFoundError",
-    "ListableRepository",
     "NetworkOptions",
     "Opener",
     "PackageDescription",
@@ -41,9 +40,8 @@ __all__ = [
     "ReadOnlyRepositoryError",
     "Repository",
     "RepositoryError",
-    "SearchableRepository",
+    "UnsupportedOperationError",
     "VersionNotFoundError",
-    "WritableRepository",
     "open_repository",
     "register_opener",
     "schemes",
@@ -82,6 +80,12 @@ class HashMismatchError(RepositoryError):
     error_code = "hash_mismatch_error"
 
 
+class UnsupportedOperationError(RepositoryError):
+    """The backend cannot do this at all (e.g. list the packages of a static server)."""
+
+    error_code = "bad_argument_error"
+
+
 class ReadOnlyRepositoryError(RepositoryError):
     error_code = "bad_argument_error"
 
@@ -105,8 +109,18 @@ class PackageDescription:
 
 @runtime_checkable
 class Repository(Protocol):
+    """What every backend answers. A capability a backend lacks is an answer, not a
+    missing method: `known_size` says None, a read-only backend's `writable` is False
+    and its writes raise `ReadOnlyRepositoryError`, a backend that cannot enumerate its
+    packages raises `UnsupportedOperationError` from `packages`."""
+
     @property
     def url(self) -> str: ...
+
+    @property
+    def writable(self) -> bool:
+        """Whether `register_instance`, `set_ref` and `attach_tags` can succeed."""
+        ...
 
     def resolve_version(self, package: str, version: str) -> str:
         """The instance ID that ``version`` names (an instance ID must exist)."""
@@ -128,9 +142,20 @@ class Repository(Protocol):
 
     def describe(self, package: str) -> PackageDescription: ...
 
+    def known_size(self, package: str, instance_id: str) -> int | None:
+        """The instance file's size if known without a request of its own (progress
+        bars), else None."""
+        ...
 
-@runtime_checkable
-class WritableRepository(Repository, Protocol):
+    def packages(self) -> list[str]:
+        """Every package the repository holds (that the caller may see), sorted."""
+        ...
+
+    def search_instances(self, package: str, tags: Sequence[str]) -> list[str]:
+        """Instance IDs of ``package`` that carry every one of ``tags``, newest first
+        (none for a package that does not exist)."""
+        ...
+
     def register_instance(self, package_file: Path) -> str:
         """Add a package file (its name comes from its manifest); return its instance ID."""
         ...
@@ -138,20 +163,6 @@ class WritableRepository(Repository, Protocol):
     def set_ref(self, package: str, ref: str, instance_id: str) -> None: ...
 
     def attach_tags(self, package: str, instance_id: str, tags: Sequence[str]) -> None: ...
-
-
-@runtime_checkable
-class ListableRepository(Repository, Protocol):
-    def packages(self) -> list[str]:
-        """Every package the repository holds (that the caller may see), sorted."""
-        ...
-
-
-@runtime_checkable
-class SearchableRepository(Repository, Protocol):
-    def search_instances(self, package: str, tags: Sequence[str]) -> list[str]:
-        """Instance IDs of ``package`` that carry every one of ``tags``, newest first."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,8 @@ if TYPE_CHECKING:
 
     from caproni_tasks.packages.repository import (
         InstanceInfo,
-        ListableRepository,
         PackageDescription,
         Repository,
-        WritableRepository,
     )
 
 _REPO_HELP = (
@@ -75,14 +73,14 @@ def _open(c: Context, repo: str) -> Repository:
     return open_repository(str(configured), base_dir=project_dir(c), network=network_options(c))
 
 
-def _open_writable(c: Context, repo: str) -> WritableRepository:
-    from caproni_tasks.packages.repository import ReadOnlyRepositoryError, WritableRepository
+def _open_writable(c: Context, repo: str) -> Repository:
+    from caproni_tasks.packages.repository import ReadOnlyRepositoryError
 
     opened = _open(c, repo)
-    if not isinstance(opened, WritableRepository):
+    if not opened.writable:
         raise ReadOnlyRepositoryError(
             f"repository {opened.url} is read-only: publish into a local directory "
-            "repository (--repo DIR) and serve or upload that directory"
+            "repository (--repo DIR) and serve it (pkg.serve) or upload that directory"
         )
     return opened
 
@@ -112,7 +110,7 @@ def _err(message: str) -> None:
 
 
 def _publish(
-    repository: WritableRepository,
+    repository: Repository,
     package_file: Path,
     refs: Sequence[str],
     tags: Sequence[str],
@@ -257,7 +255,7 @@ def _retarget(
     repo: str,
     what: str,
     items: Sequence[str],
-    apply: Callable[[WritableRepository, str, str], None],
+    apply: Callable[[Repository, str, str], None],
 ) -> None:
     package, version = _split_version(package, version)
     if not version:
@@ -291,7 +289,7 @@ def set_ref(
     with _polite_errors():
         _validate_refs_and_tags(refs, [])
 
-    def apply(repository: WritableRepository, name: str, instance_id: str) -> None:
+    def apply(repository: Repository, name: str, instance_id: str) -> None:
         for one in refs:
             repository.set_ref(name, one, instance_id)
             print(f"{name}: ref {one} -> {instance_id}")
@@ -317,7 +315,7 @@ def set_tag(
     with _polite_errors():
         _validate_refs_and_tags([], tags)
 
-    def apply(repository: WritableRepository, name: str, instance_id: str) -> None:
+    def apply(repository: Repository, name: str, instance_id: str) -> None:
         repository.attach_tags(name, instance_id, tags)
         for one in tags:
             print(f"{name}: tag {one} -> {instance_id}")
@@ -380,20 +378,8 @@ def describe(c: Context, name: str, version: str = "", repo: str = "", json_: bo
 def list_(c: Context, repo: str = "") -> None:
     """List the packages of a local directory repository or a CIPD service."""
     with _polite_errors():
-        for name in _listable(c, repo).packages():
+        for name in _open(c, repo).packages():
             print(name)
-
-
-def _listable(c: Context, repo: str) -> ListableRepository:
-    from caproni_tasks.packages.repository import ListableRepository
-
-    repository = _open(c, repo)
-    if not isinstance(repository, ListableRepository):
-        fail(
-            f"error: cannot list {repository.url}: only local directory repositories "
-            "and CIPD services can be listed (try pkg.describe PACKAGE)"
-        )
-    return repository
 
 
 @task(
@@ -412,7 +398,6 @@ def search(
     """Find the instances that carry every --tag, as PACKAGE:INSTANCE_ID lines (newest
     first within a package; SearchInstances on a CIPD service)."""
     from caproni_tasks.ensure import validate_package_name
-    from caproni_tasks.packages.repository import PackageNotFoundError, SearchableRepository
 
     tags = listed(tag)
     if not tags:
@@ -420,26 +405,11 @@ def search(
     found: list[tuple[str, str]] = []
     with _polite_errors():
         _validate_refs_and_tags([], tags)
+        repository = _open(c, repo)
         if name:
             validate_package_name(name)
-            repository = _open(c, repo)
-            packages = [name]
-        else:
-            repository = _listable(c, repo)
-            packages = repository.packages()
-        for package in packages:
-            if isinstance(repository, SearchableRepository):
-                ids = repository.search_instances(package, tags)
-            else:
-                try:
-                    description = repository.describe(package)
-                except PackageNotFoundError:
-                    continue
-                ids = [
-                    info.instance_id
-                    for info in reversed(description.instances)
-                    if set(tags) <= set(info.tags)
-                ]
+        for package in [name] if name else repository.packages():
+            ids = repository.search_instances(package, tags)
             found += [(package, instance_id) for instance_id in ids]
     if json_:
         import json

@@ -567,6 +567,14 @@ class CipdRepository:
             tags={tag: tuple(ids) for tag, ids in sorted(owners.items())},
         )
 
+    @property
+    def writable(self) -> bool:
+        return True  # the service decides per call (PERMISSION_DENIED without a token)
+
+    def known_size(self, package: str, instance_id: str) -> int | None:
+        """Unknown: the service tells sizes only in a call of their own."""
+        return None
+
     def packages(self) -> list[str]:
         """Every package the caller may see (ListPrefix of the root, recursive)."""
         reply = self._rpc("ListPrefix", {"prefix": "", "recursive": True})

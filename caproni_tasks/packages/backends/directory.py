@@ -138,6 +138,16 @@ class LocalRepository:
     def describe(self, package: str) -> PackageDescription:
         return self.read_index(package).describe()
 
+    @property
+    def writable(self) -> bool:
+        return True
+
+    def search_instances(self, package: str, tags: Sequence[str]) -> list[str]:
+        try:
+            return self.read_index(package).search(tags)
+        except PackageNotFoundError:
+            return []
+
     def packages(self) -> list[str]:
         """Every package in the repository, sorted; a missing repository is an error
         (an empty list would hide a mistyped path)."""

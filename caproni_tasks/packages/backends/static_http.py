@@ -35,7 +35,7 @@ import contextvars
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -54,7 +54,9 @@ from caproni_tasks.packages.repository import (
     NetworkOptions,
     PackageDescription,
     PackageNotFoundError,
+    ReadOnlyRepositoryError,
     RepositoryError,
+    UnsupportedOperationError,
 )
 
 if TYPE_CHECKING:
@@ -233,6 +235,37 @@ class HttpRepository:
 
     def describe(self, package: str) -> PackageDescription:
         return self.read_index(package).describe()
+
+    @property
+    def writable(self) -> bool:
+        return False
+
+    def packages(self) -> list[str]:
+        raise UnsupportedOperationError(
+            f"cannot list {self._base}: a static server has no listing of its packages "
+            "(try pkg.describe --name PACKAGE)"
+        )
+
+    def search_instances(self, package: str, tags: Sequence[str]) -> list[str]:
+        try:
+            return self.read_index(package).search(tags)
+        except PackageNotFoundError:
+            return []
+
+    def register_instance(self, package_file: Path) -> str:
+        raise self._read_only()
+
+    def set_ref(self, package: str, ref: str, instance_id: str) -> None:
+        raise self._read_only()
+
+    def attach_tags(self, package: str, instance_id: str, tags: Sequence[str]) -> None:
+        raise self._read_only()
+
+    def _read_only(self) -> ReadOnlyRepositoryError:
+        return ReadOnlyRepositoryError(
+            f"repository {self._base} is read-only: publish into a local directory "
+            "repository (--repo DIR) and serve it (pkg.serve) or upload that directory"
+        )
 
     def fetch_instance(
         self,
