@@ -30,7 +30,10 @@ class NotRegularFileError(OSError):
 def read_regular_file(path: Path | str) -> bytes:
     """The bytes of ``path``; `NotRegularFileError` (an `OSError`) if it is not a file."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
+    try:
+        fd = os.open(path, flags)
+    except ValueError:  # a NUL in the path: no such file can exist
+        raise OSError(errno.EINVAL, "the path contains a NUL character", os.fspath(path)) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):

@@ -401,3 +401,10 @@ def test_pkg_create_out_into_a_missing_directory_creates_nothing(
     assert code == 1
     assert f"directory {out.parent} does not exist" in capsys.readouterr().err
     assert not (project / "no").exists()
+
+
+def test_a_path_with_a_nul_is_an_os_error_not_a_crash(tmp_path: Path) -> None:
+    from caproni_tasks.userfiles import read_regular_file
+
+    with pytest.raises(OSError, match="NUL"):
+        read_regular_file(tmp_path / "a\x00b")
