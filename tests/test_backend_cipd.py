@@ -26,6 +26,7 @@ from helpers_packages import File, build
 from invoke.program import Program
 
 import caproni_tasks
+from caproni_tasks.packages.backends import open_repository
 from caproni_tasks.packages.backends.cipd import (
     CipdAuthError,
     CipdRepository,
@@ -48,7 +49,6 @@ from caproni_tasks.packages.repository import (
     PackageNotFoundError,
     RepositoryError,
     VersionNotFoundError,
-    open_repository,
 )
 
 # --- the stand-in server -----------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from caproni_tasks.packages.backends import open_repository
 from caproni_tasks.packages.backends.static_http import HttpRepository
 from caproni_tasks.packages.cache import InstanceCache
 from caproni_tasks.packages.format import instance_id_of_file
@@ -32,7 +33,6 @@ from caproni_tasks.packages.repository import (
     HashMismatchError,
     NetworkOptions,
     RepositoryError,
-    open_repository,
 )
 
 Handler = Callable[["Conn"], None]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers_packages import StaticServer, free_port, publish, self_signed_certificate
 
+from caproni_tasks.packages.backends import open_repository
 from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.backends.static_http import HttpRepository
 from caproni_tasks.packages.format import instance_id_of_file
@@ -23,7 +24,6 @@ from caproni_tasks.packages.repository import (
     Repository,
     RepositoryError,
     VersionNotFoundError,
-    open_repository,
 )
 
 
@@ -308,7 +308,7 @@ def test_the_http_client_is_imported_on_first_use_only() -> None:
     import sys
 
     code = (
-        "import sys; from caproni_tasks.packages.repository import open_repository; "
+        "import sys; from caproni_tasks.packages.backends import open_repository; "
         "repo = open_repository('http://127.0.0.1:9/r'); "
         "print('httpx' in sys.modules)"
     )

@@ -12,6 +12,7 @@ import pytest
 from helpers_packages import build, publish
 
 from caproni_tasks.ensure import InvalidRef, InvalidTag
+from caproni_tasks.packages.backends import open_repository
 from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.format import PackageFormatError, instance_id_of_file
 from caproni_tasks.packages.repository import (
@@ -23,7 +24,6 @@ from caproni_tasks.packages.repository import (
     Repository,
     RepositoryError,
     VersionNotFoundError,
-    open_repository,
 )
 
 

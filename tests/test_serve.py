@@ -138,7 +138,7 @@ def test_static_layout_serves_index_and_instances(
 
 
 def test_static_http_repository_reads_the_server(server: CipdServer, repo: dict[str, str]) -> None:
-    from caproni_tasks.packages.repository import open_repository
+    from caproni_tasks.packages.backends import open_repository
 
     static = open_repository(server.url)
     assert static.resolve_version("tools/hello", "version:2") == repo["two"]

@@ -17,6 +17,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from caproni_tasks.packages.backends import Backend, open_repository, register_backend
     from caproni_tasks.packages.backends.directory import LocalRepository
     from caproni_tasks.packages.backends.static_http import HttpRepository
     from caproni_tasks.packages.cache import InstanceCache, default_cache_dir
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
         Repository,
         RepositoryError,
         VersionNotFoundError,
-        open_repository,
-        register_opener,
     )
     from caproni_tasks.packages.state import InstalledFile, RootState
 
@@ -65,7 +64,7 @@ _EXPORTS: dict[str, str] = {
     "PackageReader": "format",
     "build_package": "format",
     "instance_id_of_file": "format",
-    "HttpRepository": "http",
+    "HttpRepository": "backends.static_http",
     "Action": "installer",
     "ActionKind": "installer",
     "Desired": "installer",
@@ -73,7 +72,7 @@ _EXPORTS: dict[str, str] = {
     "InstallResult": "installer",
     "Installer": "installer",
     "Plan": "installer",
-    "LocalRepository": "local",
+    "LocalRepository": "backends.directory",
     "FileLock": "locking",
     "LockTimeoutError": "locking",
     "EnsureSource": "pinning",
@@ -90,8 +89,9 @@ _EXPORTS: dict[str, str] = {
     "RepositoryError": "repository",
     "VersionNotFoundError": "repository",
     "UnsupportedOperationError": "repository",
-    "open_repository": "repository",
-    "register_opener": "repository",
+    "Backend": "backends",
+    "open_repository": "backends",
+    "register_backend": "backends",
     "InstalledFile": "state",
     "RootState": "state",
 }
@@ -100,6 +100,7 @@ __all__ = [
     "Action",
     "ActionKind",
     "AmbiguousVersionError",
+    "Backend",
     "BackendUnavailableError",
     "Desired",
     "EnsureSource",
@@ -133,7 +134,7 @@ __all__ = [
     "default_cache_dir",
     "instance_id_of_file",
     "open_repository",
-    "register_opener",
+    "register_backend",
 ]
 
 

@@ -154,8 +154,9 @@ class RepositoryChoice:
     def open(self, network: NetworkOptions | None = None) -> Repository:
         """Open it; a bad URL or a local directory that does not exist is one error
         naming where the URL came from (rather than one error per package line)."""
+        from caproni_tasks.packages.backends import open_repository
         from caproni_tasks.packages.backends.directory import LocalRepository
-        from caproni_tasks.packages.repository import RepositoryError, open_repository
+        from caproni_tasks.packages.repository import RepositoryError
 
         try:
             repository = open_repository(self.url, base_dir=self.base_dir, network=network)

@@ -1,22 +1,11 @@
-"""Where packages come from: the `Repository` contract and openers by URL scheme.
+"""What a package repository is: the `Repository` protocol, its errors and options.
 
 A repository maps versions (refs such as ``latest``, tags such as ``version:1.2``, or
-instance IDs) to instance IDs, and serves instance files. It is opened from a URL
-through a registry of openers, like httpx picks a transport: ``file://`` or a plain
-path is a local directory (read and write); ``http(s)://`` is the same layout served
-statically (read only), unless it names a CIPD service; ``cipd+https://`` and
-``cipd+http://`` always speak the CIPD protocol (read and write;
-`caproni_tasks.packages.backends.cipd` states the rule). Third parties add schemes with
-`register_opener`.
-
-On-disk (and on-the-wire) layout, so anyone can host a repository::
-
-    <root>/<package name>/@index.json              refs, tags and instances of one package
-    <root>/<package name>/@instances/<instance id>  the package files (zip), by instance ID
-
-Package names never contain ``@``, so these names cannot collide with a package path.
-One ``@index.json`` answers every version question about its package, so resolving a
-version costs at most one request per package.
+instance IDs) to instance IDs, and serves instance files. The backends that implement
+it (a directory, a static HTTP server, a CIPD service) live side by side in
+`caproni_tasks.packages.backends`, which opens one from a URL; this module imports
+none of them. The layout the directory and static backends share is in
+`caproni_tasks.packages.index`.
 """
 
 from __future__ import annotations
@@ -25,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 __all__ = [
     "AmbiguousVersionError",
@@ -34,7 +22,6 @@ __all__ = [
     "InstanceInfo",
     "InstanceNotFoundError",
     "NetworkOptions",
-    "Opener",
     "PackageDescription",
     "PackageNotFoundError",
     "ReadOnlyRepositoryError",
@@ -42,9 +29,6 @@ __all__ = [
     "RepositoryError",
     "UnsupportedOperationError",
     "VersionNotFoundError",
-    "open_repository",
-    "register_opener",
-    "schemes",
 ]
 
 
@@ -183,87 +167,3 @@ class NetworkOptions:
     auth_token: str | None = field(default=None, repr=False)
     auth_token_command: str | None = None
     cache_dir: Path | None = None
-
-
-Opener = Callable[[str], Repository]
-_OPENERS: dict[str, Opener] = {}
-_TAKES_NETWORK: set[str] = set()
-
-
-def register_opener(scheme: str, opener: Opener, *, takes_network: bool = False) -> None:
-    """Make ``open_repository`` hand URLs of ``scheme`` (case-insensitive) to ``opener``.
-
-    With ``takes_network``, it is called as ``opener(url, network=NetworkOptions(...))``.
-    """
-    _OPENERS[scheme.lower()] = opener
-    if takes_network:
-        _TAKES_NETWORK.add(scheme.lower())
-    else:
-        _TAKES_NETWORK.discard(scheme.lower())
-
-
-def schemes() -> list[str]:
-    return sorted(_OPENERS)
-
-
-def open_repository(
-    url: str, *, base_dir: Path | None = None, network: NetworkOptions | None = None
-) -> Repository:
-    """Open the repository at ``url``; a plain path (relative to ``base_dir``) is local.
-
-    ``network`` sets the limits of a repository behind a server (default: `NetworkOptions`).
-    """
-    try:
-        scheme = urlsplit(url).scheme.lower()
-    except ValueError as error:  # e.g. an unclosed "[" of an IPv6 host
-        raise RepositoryError(f"bad repository URL {url!r}: {error}") from None
-    if len(scheme) <= 1:  # no scheme, or a Windows drive letter
-        path = Path(url).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        return _OPENERS["file"](path.absolute().as_uri())
-    try:
-        opener = _OPENERS[scheme]
-    except KeyError:
-        raise RepositoryError(
-            f"unsupported repository URL {url!r}: no opener for scheme {scheme!r} "
-            f"(known: {', '.join(schemes())})"
-        ) from None
-    if scheme in _TAKES_NETWORK:
-        return opener(url, network=network or NetworkOptions())  # type: ignore[call-arg]
-    return opener(url)
-
-
-def _open_local(url: str) -> Repository:
-    from caproni_tasks.packages.backends.directory import LocalRepository
-
-    return LocalRepository.from_url(url)
-
-
-def _open_http(url: str, *, network: NetworkOptions | None = None) -> Repository:
-    from caproni_tasks.packages.backends.cipd import cipd_service_url
-    from caproni_tasks.packages.backends.static_http import HttpRepository
-
-    options = network or NetworkOptions()
-    if cipd_service_url(url, options.cipd_services) is not None:
-        return _open_cipd(url, network=options)
-    return HttpRepository(
-        url,
-        connect_timeout=options.connect_timeout,
-        stall_timeout=options.stall_timeout,
-        deadline=options.deadline,
-        retries=options.retries,
-    )
-
-
-def _open_cipd(url: str, *, network: NetworkOptions | None = None) -> Repository:
-    from caproni_tasks.packages.backends.cipd import CipdRepository
-
-    return CipdRepository(url, network=network or NetworkOptions())
-
-
-register_opener("file", _open_local)
-register_opener("http", _open_http, takes_network=True)
-register_opener("https", _open_http, takes_network=True)
-register_opener("cipd+http", _open_cipd, takes_network=True)
-register_opener("cipd+https", _open_cipd, takes_network=True)

@@ -54,7 +54,7 @@ def _polite_errors() -> Iterator[None]:
 
 
 def _open(c: Context, repo: str) -> Repository:
-    from caproni_tasks.packages.repository import open_repository
+    from caproni_tasks.packages.backends import open_repository
 
     if repo:
         return open_repository(repo, base_dir=Path.cwd(), network=network_options(c))

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from caproni_tasks.packages.backends import Backend
 from caproni_tasks.packages.cipd_protocol import (
     CODE_HEADER,
     DEFAULT_SERVICE_URL,
@@ -92,6 +93,7 @@ if TYPE_CHECKING:
     from caproni_tasks.packages.backends.static_http import HttpRepository
 
 __all__ = [
+    "BACKEND",
     "CipdAuthError",
     "CipdError",
     "CipdRepository",
@@ -1040,3 +1042,14 @@ def _plain(text: str) -> str:
 def _describe(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return text if type(error).__name__ in text else f"{type(error).__name__}: {text}"
+
+
+def _open(url: str, network: NetworkOptions) -> CipdRepository:
+    return CipdRepository(url, network=network)
+
+
+def _claims(url: str, network: NetworkOptions) -> bool:
+    return cipd_service_url(url, network.cipd_services) is not None
+
+
+BACKEND = Backend("cipd", ("cipd+http", "cipd+https", "http", "https"), _open, _claims)

@@ -27,6 +27,7 @@ from caproni_tasks.ensure import (
     validate_ref,
     validate_tag,
 )
+from caproni_tasks.packages.backends import Backend
 from caproni_tasks.packages.format import PackageReader, instance_id_of_digest
 from caproni_tasks.packages.index import (
     CHUNK,
@@ -49,15 +50,7 @@ from caproni_tasks.packages.repository import (
     RepositoryError,
 )
 
-__all__ = ["SCHEMES", "LocalRepository", "open_url"]
-
-#: The URL schemes this backend answers (see `caproni_tasks.packages.backends`).
-SCHEMES = ("file",)
-
-
-def open_url(url: str, network: NetworkOptions) -> LocalRepository:
-    """The backend's opener: ``file:///abs/dir`` (``network`` is not used)."""
-    return LocalRepository.from_url(url)
+__all__ = ["BACKEND", "LocalRepository"]
 
 
 class LocalRepository:
@@ -305,3 +298,10 @@ class LocalRepository:
 
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def _open(url: str, network: NetworkOptions) -> LocalRepository:
+    return LocalRepository.from_url(url)  # a directory needs no network limits
+
+
+BACKEND = Backend("directory", ("file",), _open)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
+from caproni_tasks.packages.backends import Backend
 from caproni_tasks.packages.index import (
     CHUNK,
     INDEX_FILE,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "BACKEND",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DEADLINE",
     "DEFAULT_RETRIES",
@@ -663,3 +665,17 @@ def _is_certificate_error(error: BaseException) -> bool:
 def _describe(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return text if type(error).__name__ in text else f"{type(error).__name__}: {text}"
+
+
+def _open(url: str, network: NetworkOptions) -> HttpRepository:
+    return HttpRepository(
+        url,
+        connect_timeout=network.connect_timeout,
+        stall_timeout=network.stall_timeout,
+        deadline=network.deadline,
+        retries=network.retries,
+    )
+
+
+#: Every http(s) URL the CIPD backend does not claim.
+BACKEND = Backend("static_http", ("http", "https"), _open)
