@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from caproni_tasks.packages.execution import Execution, clean_leftovers
 from caproni_tasks.packages.planning import (
     PARANOID_MODES,
     Action,
@@ -32,7 +31,7 @@ from caproni_tasks.packages.state import RootState, StateError
 
 if TYPE_CHECKING:
     from caproni_tasks.packages.cache import InstanceCache
-    from caproni_tasks.packages.format import PackageLimits
+    from caproni_tasks.packages.limits import PackageLimits
     from caproni_tasks.packages.progress import Reporter
     from caproni_tasks.packages.repository import Repository
 
@@ -118,6 +117,7 @@ class Installer:
             return InstallResult(plan, list(desired), dry_run=True)
         if plan.is_noop and not state.has_leftovers():
             return InstallResult(plan, list(desired))
+        from caproni_tasks.packages.execution import Execution, clean_leftovers
         from caproni_tasks.packages.locking import FileLock, LockTimeoutError
 
         created = not os.path.lexists(self.root)

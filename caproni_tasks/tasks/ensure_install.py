@@ -70,7 +70,7 @@ def install(
     ``invoke ensure.resolve``). A root this creates gets a ``.gitignore`` of ``*``.
     """
     from caproni_tasks.packages.installer import PARANOID_MODES, Installer, InstallError
-    from caproni_tasks.packages.pinning import PinningError, desired_from
+    from caproni_tasks.packages.pinning import PinningError
     from caproni_tasks.packages.progress import make_reporter
 
     json_path = output_path(json, "--json") if json else None
@@ -81,10 +81,10 @@ def install(
     if paranoid and paranoid not in PARANOID_MODES:
         fail(f"--paranoid {paranoid!r}: choose one of {', '.join(PARANOID_MODES)}")
     try:
-        source = _load(c, ensure_file)
+        source = _source_loader(c, ensure_file)
         repository = _repository_factory(c, source, service_url, cache_dir)
-        desired = desired_from(source, repository)
-        mode = paranoid or source.file.paranoid_mode or "NotParanoid"
+        desired, file_mode = _desired(c, ensure_file, source, repository)
+        mode = paranoid or file_mode or "NotParanoid"
         reporter = make_reporter()
         try:
             installer = Installer(
@@ -141,7 +141,7 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
                 f"'$ResolvedVersions {source.path.stem}.versions' to its settings, then run "
                 "'invoke ensure.resolve' again"
             )
-        resolver = RepositoryResolver(_repository_factory(c, source, service_url))
+        resolver = RepositoryResolver(_repository_factory(c, lambda: source, service_url))
         found = resolve_all_platforms(source, resolver)
         if found.error is not None:
             fail(found.error)
@@ -190,7 +190,7 @@ def verify(c: Context, ensure_file: str | None = None, service_url: str | None =
 
     try:
         source = _load(c, ensure_file)
-        resolver = RepositoryResolver(_repository_factory(c, source, service_url))
+        resolver = RepositoryResolver(_repository_factory(c, lambda: source, service_url))
         found = resolve_all_platforms(source, resolver)
         problems = [found.error] if found.error is not None else []
         if found.error is None:
@@ -226,8 +226,56 @@ def _load(c: Context, ensure_file: str | None) -> EnsureSource:
     return EnsureSource.load(setting_path(c, "ensure_file", ensure_file))
 
 
+def _source_loader(c: Context, ensure_file: str | None) -> Callable[[], EnsureSource]:
+    """The ensure file, parsed on first use only."""
+    loaded: list[EnsureSource] = []
+
+    def source() -> EnsureSource:
+        if not loaded:
+            loaded.append(_load(c, ensure_file))
+        return loaded[0]
+
+    return source
+
+
+def _desired(
+    c: Context,
+    ensure_file: str | None,
+    source: Callable[[], EnsureSource],
+    repository: Callable[[], Repository],
+) -> tuple[list[Desired], str | None]:
+    """What the root should hold, and the file's $ParanoidMode. A pinned file unchanged
+    since a run recorded it is not parsed at all (`caproni_tasks.packages.pinned_cache`):
+    a no-op run then imports no parser."""
+    from caproni_tasks.packages import pinned_cache
+    from caproni_tasks.packages.installer import Desired
+    from caproni_tasks.packages.pinning import desired_from
+
+    path = setting_path(c, "ensure_file", ensure_file)
+    recorded = pinned_cache.lookup(path)
+    if recorded is not None:
+        return [Desired(*d) for d in recorded.desired], recorded.paranoid_mode
+    parsed = source()
+    versions = parsed.versions_path
+    before = pinned_cache.versions_digest(versions) if versions is not None else None
+    desired = desired_from(parsed, repository)
+    if versions is not None and before is not None:
+        pinned_cache.remember(
+            path,
+            parsed.text,
+            versions,
+            before,
+            tuple((d.subdir, d.package, d.instance_id) for d in desired),
+            parsed.file.paranoid_mode,
+        )
+    return desired, parsed.file.paranoid_mode
+
+
 def _repository_factory(
-    c: Context, source: EnsureSource, cli_url: str | None, cache_dir: str | None = None
+    c: Context,
+    source: Callable[[], EnsureSource],
+    cli_url: str | None,
+    cache_dir: str | None = None,
 ) -> Callable[[], Repository]:
     """A memoised opener: the repository is chosen and opened on first use only, so a
     run that needs no repository (everything pinned and installed) needs none set.
@@ -238,7 +286,7 @@ def _repository_factory(
         if not opened:
             import dataclasses
 
-            choice = source.service_url(cli_url, setting(c, "service_url"), project_dir(c))
+            choice = source().service_url(cli_url, setting(c, "service_url"), project_dir(c))
             network = network_options(c)
             if cache_dir:
                 network = dataclasses.replace(network, cache_dir=_cache(c, cache_dir).directory)
@@ -346,7 +394,7 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 def _package_limits(c: Context) -> Any:
     """`PackageLimits` from the ``caproni.max_package_size`` / ``max_compression_ratio``
     settings (bytes, and unpacked:packed)."""
-    from caproni_tasks.packages.format import PackageLimits
+    from caproni_tasks.packages.limits import PackageLimits
 
     defaults = PackageLimits()
     values: dict[str, float] = {}

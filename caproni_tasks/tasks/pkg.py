@@ -430,7 +430,7 @@ def _instance_line(info: InstanceInfo) -> str:
     if info.tags:
         extras.append("tags: " + ", ".join(info.tags))
     tail = ("  " + "  ".join(extras)) if extras else ""
-    from caproni_tasks.packages.format import human_size
+    from caproni_tasks.packages.limits import human_size
 
     size = human_size(info.size) if info.size >= 0 else "?"  # a CIPD service never says
     return f"  {info.instance_id}  {info.registered_at}  {size:>9}{tail}"
