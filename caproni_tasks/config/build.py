@@ -125,6 +125,8 @@ class Builder:
     #: Sections that failed the schema: references into them are not reported, as the
     #: schema error already was and "unknown name" would only be noise.
     _broken: set[str] = field(default_factory=set)
+    #: Each reloader's ``env_file`` (absolute), for its processes.
+    _reloader_env_files: dict[str, Path] = field(default_factory=dict)
 
     # -- reporting ---------------------------------------------------------------
 
@@ -177,6 +179,9 @@ class Builder:
                         f"{defined})",
                     )
             kind = str(entry["type"])
+            env_file = _join(directory, str(entry["env_file"])) if entry.get("env_file") else None
+            if env_file is not None:
+                self._reloader_env_files[name] = env_file
             reloaders[name] = ReloaderSpec(
                 name=name,
                 type=kind,
@@ -185,6 +190,7 @@ class Builder:
                 edit_mode=bool(entry.get("edit_mode", False)),
                 settings=self._settings(name, kind, entry.get(kind, {}), directory),
                 location=self.at(path, key=True),
+                env_file=env_file,
             )
         reloaders = self._resolve_dependencies(reloaders, raw_reloaders)
         return CaproniConfig(
@@ -241,9 +247,17 @@ class Builder:
             ready=ready,
             runtimevars=frozenset(used | env_used),
             location=self.at(path, key=True),
+            env_files=self._env_files(reloader, entry.get("env_file"), base),
         )
         self._pending.append(_Pending(reloader, name, depends, spec))
         return spec
+
+    def _env_files(self, reloader: str, own: Any, base: Path) -> tuple[Path, ...]:
+        """The reloader's env file, then the process's own (relative to ``base``)."""
+        files = [self._reloader_env_files[reloader]] if reloader in self._reloader_env_files else []
+        if own:
+            files.append(_join(base, str(own)))
+        return tuple(files)
 
     def _ready(self, raw: Any, path: YamlPath) -> ReadyCheck | None:
         if not raw:

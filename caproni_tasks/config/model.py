@@ -65,6 +65,9 @@ class ProcessSpec:
     depends_on: tuple[ProcessRef, ...] = ()
     runtimevars: frozenset[str] = frozenset()  # names used as ${runtimevar:NAME}
     location: Location | None = None
+    #: dotenv files read at each start, in order (the reloader's ``env_file``, then the
+    #: process's), absolute; ``env`` wins over them.
+    env_files: tuple[Path, ...] = ()
 
     def render(self, values: Mapping[str, str]) -> tuple[str, dict[str, str]]:
         """The command and env with runtime variables substituted and ``$$`` unescaped."""
@@ -122,6 +125,8 @@ class ReloaderSpec:
     #: mapping of the YAML as loaded, for a kind without a builder).
     settings: KindSettings = field(default_factory=dict)
     location: Location | None = None
+    #: The reloader's ``env_file`` (absolute): variables for every one of its processes.
+    env_file: Path | None = None
 
 
 @dataclass(frozen=True)

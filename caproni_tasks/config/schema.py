@@ -31,6 +31,7 @@ __all__ = [
     "COMMAND",
     "ENTRY_NAME",
     "ENV",
+    "ENV_FILE",
     "EXTENDS",
     "GLOBS",
     "HOOK_TYPES",
@@ -105,6 +106,11 @@ ENV = MapOf(
     description="Environment variables added to the process's environment; values expand "
     "${NAME} and ${runtimevar:NAME} like the command.",
 )
+ENV_FILE = Text(
+    nonempty=True,
+    description="A dotenv file (KEY=VALUE lines, quotes, # comments, export prefix) "
+    "relative to the reloader's directory, read at each start; env: wins over it.",
+)
 GLOBS = ListOf(Text(nonempty=True), description="Glob patterns relative to the directory.")
 
 READY = Struct(
@@ -129,6 +135,7 @@ PROCESS = Struct(
             default=".",
         ),
         "env": Field(ENV),
+        "env_file": Field(ENV_FILE),
         "watch": Field(GLOBS, description="Restart when a file matching one of these changes."),
         "ignore": Field(GLOBS, description="Changes to files matching these never restart."),
         "restart": Field(
@@ -183,6 +190,11 @@ RELOADER = Reloader(
             )
         ),
         "edit_mode": Field(Boolean(), default=False),
+        "env_file": Field(
+            ENV_FILE,
+            description="A dotenv file, relative to the reloader's directory, whose "
+            "variables every process of the reloader gets (its own env_file and env win).",
+        ),
     },
     description="A reloader: type, repository and a section named after the type.",
 )

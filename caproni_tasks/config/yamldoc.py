@@ -290,13 +290,70 @@ def _syntax_diagnostic(exc: Any, name: str) -> Diagnostic:
         mark = getattr(exc, "context_mark", None) or mark
     else:
         context = str(getattr(exc, "context", None) or "").strip()
-        if problem.startswith("but ") and context:
+        ours = _in_our_words(exc, problem, context)
+        if ours is not None:
+            message, mark = ours
+        elif problem.startswith("but ") and context:
             message = f"invalid YAML: {context}, {problem}"
         else:
             message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
     line = int(getattr(mark, "line", 0) or 0) + 1
     column = int(getattr(mark, "column", 0) or 0) + 1
     return Diagnostic.error(name, line, column, "yaml-syntax", message)
+
+
+class _Mark:
+    """A place (0-based, like the parser's marks) for a message that names another line."""
+
+    def __init__(self, line: int, column: int) -> None:
+        self.line = line
+        self.column = column
+
+
+def _in_our_words(exc: Any, problem: str, context: str) -> tuple[str, Any] | None:
+    """The common structure mistakes said plainly, at the line that holds the mistake;
+    None for the others (the parser's words are kept)."""
+    mark = getattr(exc, "problem_mark", None)
+    opened = getattr(exc, "context_mark", None)
+    buffer = str(getattr(mark, "buffer", None) or "")
+    lines = buffer.rstrip("\0").split("\n")
+    if "'\\t'" in problem and "cannot start any token" in problem:
+        return "a tab indents this line: YAML indents with spaces only; use spaces", mark
+    if problem.startswith("expected <block end>") and "found" in problem:
+        return (
+            "this line is indented less than the mapping it belongs to (and more than the "
+            "one around it): line its key up with the keys above it",
+            mark,
+        )
+    if "while scanning a quoted scalar" in context and opened is not None:
+        quote = lines[opened.line][opened.column : opened.column + 1] if lines else '"'
+        return f"this {quote} quote is never closed: add the closing {quote}", opened
+    if "flow sequence" in context or "flow mapping" in context:
+        bracket, closing = ("[", "]") if "sequence" in context else ("{", "}")
+        if opened is None:
+            return f"a {bracket} is not closed here: close it with {closing}", mark
+        where = f"line {opened.line + 1}, column {opened.column + 1}"
+        if "<stream end>" in problem:
+            return f"this {bracket} is never closed: close it with {closing}", opened
+        return f"the {bracket} opened at {where} is not closed here: close it with {closing}", mark
+    if problem == "mapping values are not allowed here" and mark is not None:
+        above = mark.line - 1
+        while above >= 0 and (not lines[above].strip() or lines[above].lstrip().startswith("#")):
+            above -= 1
+        if above >= 0 and above < len(lines):
+            text = lines[above]
+            indent = len(text) - len(text.lstrip())
+            if ":" not in text and not text.lstrip().startswith("- ") and indent < mark.column:
+                return (
+                    f"missing ':' after {text.strip()!r}: the lines below are indented as "
+                    "its content",
+                    _Mark(above, len(text.rstrip())),
+                )
+        return (
+            "a ': ' inside a plain value: quote the value, or start a new line for a new key",
+            mark,
+        )
+    return None
 
 
 def _containers(node: Any) -> Iterator[Any]:

@@ -27,8 +27,9 @@ __all__ = ["ProcessDescription", "ProcessHost", "describe_spec"]
 class ProcessDescription:
     """One process to supervise.
 
-    Exactly one of ``command`` (a shell string, run with ``/bin/sh -c``) and ``argv``
-    (a program and its arguments, run directly) is set. Both, and env values, are
+    Exactly one of ``command`` (a shell string: executed directly when it has no shell
+    syntax, else run with ``/bin/sh -c``, see `caproni_tasks.reloader.shellcmd`) and
+    ``argv`` (a program and its arguments, run directly) is set. Both, and env values, are
     templates: ``${runtimevar:NAME}`` is replaced by the variable's current value at
     each start (list the names in ``runtimevars``; a change restarts the process) and
     ``$$`` becomes ``$``.
@@ -54,6 +55,9 @@ class ProcessDescription:
     #: Exit codes meaning "this will never work as configured" (e.g. a usage error):
     #: the process is failed at once, without restarts.
     fatal_exits: frozenset[int] = frozenset()
+    #: dotenv files read at each start, in order (`caproni_tasks.config.dotenv`);
+    #: ``env`` wins over them.
+    env_files: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if bool(self.command) == bool(self.argv):
@@ -73,8 +77,10 @@ class ProcessDescription:
 
         env = {name: expand_runtimevars(value, values) for name, value in self.env.items()}
         if self.command:
+            from caproni_tasks.reloader.shellcmd import command_argv
+
             command = expand_runtimevars(self.command, values)
-            return [shell, "-c", command], command, env
+            return command_argv(command, shell), command, env
         argv = [expand_runtimevars(word, values) for word in self.argv]
         return argv, shlex.join(argv), env
 
@@ -95,6 +101,7 @@ def describe_spec(spec: ProcessSpec) -> ProcessDescription:
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout,
         runtimevars=spec.runtimevars,
+        env_files=spec.env_files,
     )
 
 

@@ -83,6 +83,9 @@ class Output:
         self._thread: threading.Thread | None = None
         self._atexit = False
         self._gone_later = False  # the idle writer saw the pipe's reader go away
+        #: Called with ``(name, lines, is_event)`` for every line written, before the
+        #: stream (the session's log ring for ``invoke logs``); must not block.
+        self.listeners: list[Callable[[str, list[bytes], bool], None]] = []
         for name in names:
             self.add_name(name)
 
@@ -102,11 +105,17 @@ class Output:
     def lines(self, name: str, lines: Iterable[bytes]) -> None:
         """Write complete lines (without their newline) of process ``name``."""
         prefix = self._prefix(name)
+        if self.listeners:
+            lines = list(lines)
+            for listener in self.listeners:
+                listener(name, lines, False)
         chunk = [prefix + line.rstrip(b"\r") + b"\n" for line in lines]
         self._write(b"".join(chunk), len(chunk))
 
     def event(self, name: str, message: str, *, error: bool = False) -> None:
         """A supervisor message about process ``name`` (started, exited, restarting…)."""
+        for listener in self.listeners:
+            listener(name, [message.encode("utf-8", "replace")], True)
         self._write(self._event_line(name, message, error=error), 1)
 
     def _event_line(self, name: str, message: str, *, error: bool = False) -> bytes:

@@ -26,6 +26,7 @@ from caproni_tasks.reloader.session import (
     ProcessRecord,
     SessionRecord,
     clean_session,
+    control_socket,
     current_process_start,
     read_session,
     remove_session,
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from caproni_tasks.config.model import CaproniConfig, LifecycleHook, ReloaderSpec
+    from caproni_tasks.reloader.control import ControlServer, LogBook
     from caproni_tasks.reloader.hooks import HookRunner
+    from caproni_tasks.reloader.selection import Selection
     from caproni_tasks.reloader.variables import VariableHub
 
 __all__ = ["RunResult", "SessionWriter", "run_session", "select_reloaders"]
@@ -147,14 +150,38 @@ async def run_session(
     The config's lifecycle hooks run first (``prepare`` forces the prepare hooks); a
     failing hook ends the session with the hook's exit code.
     """
-    from caproni_tasks.reloader.hooks import HookRunner, reset_current_runner, set_current_runner
-    from caproni_tasks.reloader.registry import new_manager
-    from caproni_tasks.reloader.selection import select, skipped_message
-    from caproni_tasks.reloader.variables import VariableHub
+    from caproni_tasks.reloader.control import LogBook
+    from caproni_tasks.reloader.selection import select
 
     selection = select(config, only)
     reloaders = list(selection.run)
     output = output or Output()
+    book = LogBook()  # recent lines per process, for `invoke logs`
+    output.listeners.append(book.record)
+    try:
+        return await _run_session(
+            config, reloaders, selection, book, options, output, handle_signals, subreaper, prepare
+        )
+    finally:
+        output.listeners.remove(book.record)
+
+
+async def _run_session(
+    config: CaproniConfig,
+    reloaders: list[ReloaderSpec],
+    selection: Selection,
+    book: LogBook,
+    options: SupervisorOptions | None,
+    output: Output,
+    handle_signals: bool,
+    subreaper: bool,
+    prepare: bool,
+) -> RunResult:
+    from caproni_tasks.reloader.hooks import HookRunner, reset_current_runner, set_current_runner
+    from caproni_tasks.reloader.registry import new_manager
+    from caproni_tasks.reloader.selection import skipped_message
+    from caproni_tasks.reloader.variables import VariableHub
+
     if selection.skipped:
         for line in skipped_message(config, selection.skipped).splitlines():
             output.event(SUPERVISOR_LABEL, line.strip())
@@ -209,6 +236,9 @@ async def run_session(
             loop.add_signal_handler(signum, on_signal, signum)
         # Nobody reads our output any more (`| head -1` done): stop as on SIGTERM.
         output.on_closed = lambda: loop.call_soon_threadsafe(on_signal, signal.SIGPIPE)
+    control = await _start_control(config, book, supervisor, output)
+    if control is not None:
+        writer.record.control = str(control.path)
     writer.flush()  # after the handlers: a signal from here on still cleans up
     hooks = HookRunner(
         output,
@@ -218,6 +248,8 @@ async def run_session(
     )
     if not await _run_config_hooks(config, hooks, stop, result):
         await _finish_early(supervisor, variables, writer, config, loop, handle_signals)
+        if control is not None:
+            await control.close()
         return result
     hooks_token = set_current_runner(hooks)  # kinds run their own hooks through it
     tasks: dict[str, asyncio.Task[object]] = {
@@ -251,6 +283,8 @@ async def run_session(
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         await supervisor.close()
         await variables.close()
+        if control is not None:
+            await control.close()
         if subreaper:
             await _stop_orphans(supervisor)
         # Daemons that left both their group and our tree still carry the marker.
@@ -347,6 +381,27 @@ async def _finish_early(
             loop.remove_signal_handler(signum)
     writer.enabled = False
     remove_session(config.path)
+
+
+async def _start_control(
+    config: CaproniConfig, book: LogBook, supervisor: Supervisor, output: Output
+) -> ControlServer | None:
+    """Listen on the session's control socket (``invoke logs``/``restart``); a session
+    that cannot (an unusable state directory) runs without it and says so."""
+    from caproni_tasks.reloader.control import ControlServer
+
+    control = ControlServer(control_socket(config.path), book, supervisor)
+    try:
+        await control.start()
+    except OSError as exc:
+        output.event(
+            SUPERVISOR_LABEL,
+            f"no control socket ({exc.strerror or exc}): `invoke logs` and `invoke restart` "
+            "cannot reach this session",
+            error=True,
+        )
+        return None
+    return control
 
 
 def _claim_session(config: CaproniConfig, output: Output) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "SessionRecord",
     "SessionState",
     "clean_session",
+    "control_socket",
     "current_process_start",
     "load_session",
     "read_session",
@@ -142,6 +143,8 @@ class SessionRecord:
     reloaders: dict[str, str] = field(default_factory=dict)  # name -> kind
     processes: list[ProcessRecord] = field(default_factory=list)
     version: int = FORMAT_VERSION
+    #: The session's control socket (``invoke logs``/``restart``), when it listens.
+    control: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -185,6 +188,7 @@ class SessionRecord:
                 ProcessRecord.from_json(p, f"process {i + 1}") for i, p in enumerate(processes)
             ],
             version=_integer(fields, "version", "the file", default=FORMAT_VERSION),
+            control=_optional_text(fields, "control", "the file"),
         )
 
 
@@ -202,6 +206,12 @@ def _text(fields: dict[str, object], key: str, where: str, default: str | None =
     if not isinstance(value, str):
         raise SessionFileError(f"{where}: {key} is not a string")
     return value
+
+
+def _optional_text(fields: dict[str, object], key: str, where: str) -> str | None:
+    if fields.get(key) is None:
+        return None
+    return _text(fields, key, where)
 
 
 def _optional_pid(fields: dict[str, object], key: str, where: str) -> int | None:
@@ -326,9 +336,15 @@ def read_session(config_path: Path) -> SessionRecord | None:
     return load_session(config_path).record
 
 
+def control_socket(config_path: Path) -> Path:
+    """Where the session of ``config_path`` listens for ``invoke logs``/``restart``."""
+    return sessions_dir() / f"{_config_key(config_path)}.sock"
+
+
 def remove_session(config_path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        session_file(config_path).unlink()
+    for path in (session_file(config_path), control_socket(config_path)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def current_process_start() -> float | None:
@@ -537,6 +553,8 @@ def clean_session(config_path: Path, *, grace: float = 3.0) -> CleanReport:
     report.killed, report.survivors = _stop(
         marked_leftovers(config_path), grace, lambda: marked_leftovers(config_path), groups
     )
+    with contextlib.suppress(OSError):
+        control_socket(config_path).unlink()  # nobody listens on it any more
     if state.exists:
         try:
             state.path.unlink()

@@ -1,6 +1,7 @@
 """The process supervisor: one asyncio loop runs every process of every reloader.
 
-Per process: started with ``/bin/sh -c`` in a session (process group) of its own;
+Per process: started (directly, or with ``/bin/sh -c`` when its command needs a shell:
+`caproni_tasks.reloader.shellcmd`) in a session (process group) of its own;
 stopped by signalling the whole group — the stop signal, then SIGKILL after
 ``stop_timeout`` — and always waited for before a restart, so two copies never hold
 one port. Crashes restart with exponential backoff up to ``max_restarts``; file and
@@ -131,6 +132,11 @@ class ManagedProcess:
         self._pump: OutputPump | None = None
         self._log: LogMatcher | None = None
         self._port_warned = False
+        #: Set by a restart asked for (``invoke restart``) after the lifecycle ended.
+        self._revive = asyncio.Event()
+        self._revive_reason = ""
+        #: Set (and replaced) each time a run starts: what a restart request waits for.
+        self._run_started = asyncio.Event()
 
     # -- the current run, as status shows it -------------------------------------------
 
@@ -178,6 +184,46 @@ class ManagedProcess:
     def variable_changed(self, name: str) -> None:
         self.request_restart(f"runtime variable {name} changed")
 
+    async def restart_requested(self, reason: str, timeout: float) -> str:
+        """Restart at once (``invoke restart``): a running process is stopped and started
+        again, one waiting out a backoff or a change starts now, one whose lifecycle had
+        ended starts again. Returns how it went, once the new run started (or
+        ``timeout`` seconds passed)."""
+        if self.state == ProcessState.WAITING and not self.ended.is_set():
+            return f"{self.label} is waiting ({self.outcome()}); it starts once it can"
+        started = self._run_started
+        if self.ended.is_set():
+            self._revive_reason = reason
+            self._revive.set()
+        else:
+            self.request_restart(reason)
+        try:
+            await wait_timeout(started.wait(), timeout)
+        except TimeoutError:
+            return f"{self.label}: restart requested; not started again within {timeout:g}s"
+        return f"{self.label} restarted (pid {self.pid})"
+
+    async def revived(self, group: Sequence[ManagedProcess]) -> bool:
+        """After the lifecycle ended: wait for a restart request (True), or until every
+        process of ``group`` has ended too (False: nothing is left to supervise)."""
+        while not all(p.ended.is_set() for p in group):
+            waits = {asyncio.ensure_future(self._revive.wait())} | {
+                asyncio.ensure_future(p.ended.wait()) for p in group if not p.ended.is_set()
+            }
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_and_wait(*waits)
+            if self._revive.is_set():
+                self._revive.clear()
+                self.ended.clear()
+                self.event(f"{self._revive_reason}: restarting")
+                self.restarter.forgive()
+                self.restarts += 1
+                self.supervisor.changed()
+                return True
+        return False
+
     # -- state ----------------------------------------------------------------------
 
     def _set(self, state: ProcessState) -> None:
@@ -187,7 +233,7 @@ class ManagedProcess:
 
     def outcome(self) -> str:
         """How the last run ended, in words (for messages about a process that ended)."""
-        if self.pid is None:
+        if self.pid is None and self.last_exit is None:
             return f"{self.state} without starting"
         return f"{self.state} ({describe_exit(self.last_exit)})"
 
@@ -202,14 +248,23 @@ class ManagedProcess:
         while True:
             if not await self._wait_dependencies():
                 return
-            argv, command, env = await self._resolve()
+            try:
+                from_files = self._read_env_files()
+            except ValueError as exc:
+                self.event(f"cannot start: env_file {exc}", error=True)
+                self.last_exit = 1
+                if not await self._after_exit(ran_for=0.0):
+                    return
+                continue
+            argv, command, env = await self._resolve(from_files)
             await self._warn_if_port_taken()
             self._change.clear()
             try:
                 await self._spawn(argv, command, env)
             except OSError as exc:
-                self.event(f"cannot start: {exc}", error=True)
-                self.last_exit = 127
+                program = exc.filename if exc.filename is not None else argv[0]
+                self.event(f"cannot start {program}: {exc.strerror or exc}", error=True)
+                self.last_exit = 127 if isinstance(exc, FileNotFoundError) else 126
                 if not await self._after_exit(ran_for=0.0):
                     return
                 continue
@@ -315,7 +370,9 @@ class ManagedProcess:
             )
         self._port_warned = port is not None
 
-    async def _resolve(self) -> tuple[list[str], str, dict[str, str]]:
+    async def _resolve(
+        self, from_files: Mapping[str, str] | None = None
+    ) -> tuple[list[str], str, dict[str, str]]:
         """The argv, the command line shown and the environment, with runtime variables
         substituted (and ``$$`` unescaped), waiting for variables that have no good
         value yet."""
@@ -332,6 +389,7 @@ class ManagedProcess:
             values = await hub.values(names)
         argv, command, rendered = self.spec.render(values, self.supervisor.options.shell)
         env = dict(self.supervisor.base_env)
+        env.update(from_files or {})
         # Python children would block-buffer a pipe and their output would arrive late.
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(rendered)
@@ -339,6 +397,18 @@ class ManagedProcess:
             # Inherited by every descendant: finds them however they detach.
             env[proctree.MARKER_ENV] = self.supervisor.marker
         return argv, command, env
+
+    def _read_env_files(self) -> dict[str, str]:
+        """The variables of the process's env files, read at each start (an edited file
+        counts from the next restart); `ValueError` saying what is wrong."""
+        if not self.spec.env_files:
+            return {}
+        from caproni_tasks.config.dotenv import load_env_files
+
+        try:
+            return load_env_files(self.spec.env_files)
+        except OSError as exc:
+            raise ValueError(f"{exc.filename}: {exc.strerror or exc}") from None
 
     async def _spawn(self, argv: list[str], command: str, env: dict[str, str]) -> None:
         self.command = command
@@ -363,6 +433,8 @@ class ManagedProcess:
             raise
         self._adopt(child)
         self.event(f"started (pid {child.pid})")
+        self._run_started.set()
+        self._run_started = asyncio.Event()
         if self.spec.ready is None:
             self._set(ProcessState.READY)
             self.ready.set()
@@ -372,7 +444,7 @@ class ManagedProcess:
     def _adopt(self, child: Child) -> None:
         """Take charge of a started run: its exit, its group, its output."""
         self._child = child
-        self.last_exit = None
+        # ``last_exit`` keeps the previous run's exit (a crash stays visible in status).
         self._pump = OutputPump(
             child.stdout,
             label=self.label,
@@ -583,7 +655,7 @@ class Supervisor:
                 self.variables.subscribe(process.spec.runtimevars, process.variable_changed)
         self.changed()
         tasks = [
-            asyncio.create_task(self._start(process), name=f"process {process.label}")
+            asyncio.create_task(self._start(process, managed), name=f"process {process.label}")
             for process in managed
         ]
         try:
@@ -600,10 +672,14 @@ class Supervisor:
                     self.variables.unsubscribe(process.spec.runtimevars, process.variable_changed)
             self.changed()
 
-    async def _start(self, process: ManagedProcess) -> None:
+    async def _start(self, process: ManagedProcess, group: Sequence[ManagedProcess]) -> None:
         await self._await_dependency_arrival(process)
-        await process.lifecycle()
-        process.ended.set()
+        while True:
+            await process.lifecycle()
+            process.ended.set()
+            # Until its siblings end too, `invoke restart` can start it again.
+            if not await process.revived(group):
+                return
 
     async def _await_dependency_arrival(self, process: ManagedProcess) -> None:
         """Wait until every dependency has been handed to the supervisor (reloaders start

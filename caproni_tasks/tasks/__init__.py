@@ -13,11 +13,22 @@ from typing import Any
 from invoke.collection import Collection
 from invoke.tasks import Task
 
-from caproni_tasks.tasks import ensure_fmt, ensure_install, lint, pkg, schema, serve, session, var
+from caproni_tasks.tasks import (
+    control,
+    ensure_fmt,
+    ensure_install,
+    exec_env,
+    lint,
+    pkg,
+    schema,
+    serve,
+    session,
+    var,
+)
 from caproni_tasks.tasks._common import DEFAULTS
 
 #: Modules whose tasks live at the top level of the namespace.
-TOP_LEVEL: tuple[ModuleType, ...] = (session, lint, schema, var)
+TOP_LEVEL: tuple[ModuleType, ...] = (session, control, exec_env, lint, schema, var)
 #: Sub-collections: name -> modules whose tasks it gathers.
 SUB_COLLECTIONS: dict[str, tuple[ModuleType, ...]] = {
     "ensure": (ensure_install, ensure_fmt),

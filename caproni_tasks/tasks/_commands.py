@@ -28,9 +28,10 @@ from types import FrameType
 from typing import Any
 
 from invoke.collection import Collection
+from invoke.parser.argument import Argument
 from invoke.tasks import Task
 
-__all__ = ["HintedTask", "hinted", "say"]
+__all__ = ["HintedTask", "OptionalPositional", "hinted", "say"]
 
 
 class HintedTask(Task[Any]):
@@ -78,6 +79,49 @@ class HintedTask(Task[Any]):
                 )
                 sys.stdout.flush()
             raise
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        """invoke's arguments, with those named in the task's ``optional_positional``
+        attribute made optional positionals (``invoke logs [NAME]``)."""
+        arguments = super().get_arguments(ignore_unknown_help)
+        optional = getattr(self, "optional_positional", ())
+        for argument in arguments:
+            if argument.name in optional:
+                argument.__class__ = OptionalPositional
+        return arguments
+
+
+class OptionalPositional(Argument):
+    """A positional argument that may be left out.
+
+    invoke's parser asks one question, "is this positional missing?" (its value is
+    None), both when a word arrives (then it takes the word) and when the task's
+    arguments end (then it is an error). This argument says "missing" to the first and
+    "given" to the second, so a word fills it and no word leaves its default.
+    """
+
+    @property
+    def value(self) -> Any:
+        value = super().value
+        if value is None and _asked_by("complete_context"):
+            return ""
+        return value
+
+    @value.setter
+    def value(self, arg: Any) -> None:
+        self.set_value(arg, cast=True)
+
+
+def _asked_by(function: str, depth: int = 4) -> bool:
+    """Whether ``function`` is among the ``depth`` callers of the caller."""
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def hinted(task: Task[Any], home: str) -> HintedTask:

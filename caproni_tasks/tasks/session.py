@@ -227,10 +227,27 @@ def _session_line(data: dict[str, Any]) -> str:
     return "session: not running"
 
 
-@task(help={"json": "Print JSON instead of a table.", "config": CONFIG_HELP})
-def status(c: Context, json: bool = False, config: str | None = None) -> None:
+@task(
+    help={
+        "json": "Print JSON instead of a table.",
+        "config": CONFIG_HELP,
+        "wait": "Wait for a condition instead of showing the table: `ready` (every process "
+        "of the running session is ready). Exit 0 once it holds, 1 on timeout or failure.",
+        "timeout": "Seconds --wait waits (default 60).",
+    },
+)
+def status(
+    c: Context,
+    json: bool = False,
+    config: str | None = None,
+    wait: str | None = None,
+    timeout: str = "60",
+) -> None:
     """Show each reloader's state and, while `invoke run` is active, its processes."""
     path = setting_path(c, "config", config)
+    if wait is not None:
+        _wait_for(path, wait, timeout)
+        return
     loaded, _, _ = _load(path)
     if loaded is None:
         # Still show a running session: its config may be mid-edit.
@@ -243,6 +260,56 @@ def status(c: Context, json: bool = False, config: str | None = None) -> None:
         _print_status_table(data)
     if loaded is None:
         raise Exit(code=1)
+
+
+#: Process states that no waiting turns into ready (until something changes).
+_GIVEN_UP = ("failed", "exited", "stopped")
+
+
+def _wait_for(path: Path, condition: str, timeout_text: str) -> None:
+    """``status --wait ready``: poll the session's state file until every process is
+    ready (exit 0); exit 1 with a one-line reason on timeout or when one failed."""
+    from caproni_tasks.config.spec import parse_duration
+    from caproni_tasks.reloader.session import load_session
+
+    if condition != "ready":
+        fail(f"--wait: expected ready; found {condition!r}", 2)
+    try:
+        timeout = parse_duration(timeout_text)
+    except ValueError:
+        fail(f"--timeout: expected seconds or a duration such as 30s; found {timeout_text!r}", 2)
+    deadline = time.monotonic() + timeout
+    reason = "no session is running (start one with `invoke run`)"
+    seen_session = False
+    while True:
+        loaded = load_session(path)
+        record = loaded.record
+        if record is not None and record.alive:
+            seen_session = True
+            processes = record.processes
+            done = [p for p in processes if p.state == "exited" and p.last_exit == 0]
+            given_up = [p for p in processes if p.state in _GIVEN_UP and p not in done]
+            if given_up:
+                from caproni_tasks.reloader.supervisor import describe_exit
+
+                what = ", ".join(
+                    f"{p.name} {p.state} ({describe_exit(p.last_exit)})" for p in given_up
+                )
+                fail(f"not ready: {what}", 1)
+            pending = [p for p in processes if p.state != "ready" and p not in done]
+            if processes and not pending:
+                print(f"ready: {', '.join(p.name for p in processes)}")
+                return
+            reason = (
+                "not ready: " + ", ".join(f"{p.name} ({p.state})" for p in pending)
+                if pending
+                else "the session has not started its processes yet"
+            )
+        elif seen_session:
+            fail("the session ended before every process was ready", 1)
+        if time.monotonic() >= deadline:
+            fail(f"timed out after {timeout:g}s: {reason}", 1)
+        time.sleep(0.05)
 
 
 def _print_status_table(data: dict[str, Any]) -> None:

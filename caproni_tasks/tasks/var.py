@@ -1,4 +1,4 @@
-"""``invoke var URL``: print a runtime variable's value, or follow its changes.
+"""``invoke var NAME|URL``: print a runtime variable's value, or follow its changes.
 
 A debugging aid for config feeds: it prints values because the user asked for them;
 nothing else in caproni-tasks ever logs a variable's value.
@@ -7,6 +7,7 @@ nothing else in caproni-tasks ever logs a variable's value.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from invoke.context import Context
@@ -21,20 +22,26 @@ if TYPE_CHECKING:
 
 @task(
     help={
-        "url": "Variable URL, e.g. file://./conf/flags.json?decoder=jsonmap "
-        "(relative paths resolve against the current directory).",
+        "url": "A runtime variable's name from caproni.yaml (runtimevars:), or a variable "
+        "URL, e.g. file://./conf/flags.json?decoder=jsonmap (relative paths in a URL "
+        "resolve against the current directory).",
+        "config": "The config whose runtimevars: names NAME (default: the `caproni.config` "
+        "setting, else caproni.yaml).",
         "follow": "Keep running and print every change (with its time) until Ctrl-C.",
         "json": "Print JSON: one object per value with its update_time (JSON lines with --follow).",
     },
 )
-def var(c: Context, url: str, follow: bool = False, json: bool = False) -> None:
-    """Print the decoded value of a runtime variable (or follow its changes)."""
-    from pathlib import Path
-
+def var(
+    c: Context, url: str, follow: bool = False, json: bool = False, config: str | None = None
+) -> None:
+    """Print the decoded value of a runtime variable (by name or URL), or follow it."""
     from caproni_tasks.runtimevar import VariableError, open_variable
 
+    base_dir = Path.cwd()
+    if "://" not in url:
+        url, base_dir = _named(c, url, config)
     try:
-        variable = open_variable(url, base_dir=Path.cwd())
+        variable = open_variable(url, base_dir=base_dir)
     except VariableError as exc:
         fail(str(exc), 2)
     try:
@@ -47,6 +54,28 @@ def var(c: Context, url: str, follow: bool = False, json: bool = False) -> None:
     finally:
         if not variable.closed:
             variable.close()
+
+
+def _named(c: Context, name: str, config: str | None) -> tuple[str, Path]:
+    """The URL and base directory of the runtime variable ``name`` of the config."""
+    from caproni_tasks.config import load_config
+    from caproni_tasks.tasks._common import setting_path
+
+    path = setting_path(c, "config", config)
+    if not path.exists():
+        fail(
+            f"{name!r} is not a URL, and there is no {path} whose runtimevars: could name it "
+            "(give a URL such as file://./flags.json, or --config)",
+            2,
+        )
+    loaded = load_config(path).config
+    if loaded is None:
+        fail(f"{path}: has errors (see `invoke validate`)", 1)
+    spec = loaded.runtimevars.get(name)
+    if spec is None:
+        known = ", ".join(sorted(loaded.runtimevars)) or "none"
+        fail(f"no runtime variable {name!r} in {path} (runtimevars: {known})", 2)
+    return spec.url, spec.base_dir
 
 
 def _print_once(variable: Variable[Any], *, as_json: bool) -> None:
