@@ -1,25 +1,33 @@
-"""Reload latency: from a write to a watched file to the new process's first output line.
+"""Reload latency: from a write to a watched file to the new child's first output line.
 
-The same harness drives three tools on the same machine, one after the other:
+Every tool runs the same Python child (``python child.py``: prints ``BENCH-READY <pid>``,
+then sleeps) and watches ``src/`` of a project of its own. All tools run at the same
+time and the changes are interleaved: change *i* is made to every tool's project in
+turn (in a shuffled order), so load on the shared machine hits every tool alike. Tools:
 
-- ``invoke run`` (caproni-tasks' supervisor, a real subprocess, as users run it);
-- the ``watchfiles`` CLI (``watchfiles "cmd" dir``, installed with watchfiles);
-- ``nodemon`` (from /work/nodemon-bench, ``NODEMON`` env, or PATH; skipped if absent).
+- ``floor``: a stdlib restart loop — inotify on ``src/`` (close-after-write and
+  rename-onto), SIGTERM + waitpid, spawn the child. Nothing does less work;
+- ``spawn``: no watching at all — the time from ``Popen`` to the child's first line;
+- ``caproni``: ``invoke run`` (caproni-tasks' supervisor, a real subprocess, as users
+  run it);
+- ``nodemon``: ``nodemon --watch src --ext py`` (from /work/nodemon-bench,
+  ``NODEMON`` env, or PATH; skipped if absent);
+- ``watchfiles``: the ``watchfiles`` CLI (not run unless named: ~100 ms by design).
 
-Each tool runs ``sh -c 'echo BENCH-READY; exec sleep 3600'`` and watches ``src/``. For
-each of N changes the harness writes ``src/app.py`` (in place, or atomically: temporary
-file + rename), then waits for the next ``BENCH-READY`` line on the tool's output; the
-latency is the time between the write and that line. Between changes it waits for a quiet
-period so each write is its own burst. Prints p50/p95/max per tool and write mode.
+Writes alternate between in place and atomic (temporary file + rename). After each
+change the harness waits for a quiet period and counts any extra restart; at the end
+it checks that no child outlived its tool (orphans).
 
-    python bench/bench_reload.py [--changes 30] [--tools caproni,watchfiles,nodemon]
+    python bench/bench_reload.py [--changes 40] [--tools floor,spawn,caproni,nodemon]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import queue
+import random
 import shutil
 import signal
 import statistics
@@ -32,9 +40,41 @@ from collections.abc import Callable
 from pathlib import Path
 
 MARKER = "BENCH-READY"
-CHILD = f"echo {MARKER}; exec sleep 3600"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+PYTHON = sys.executable
+
+CHILD = f"""\
+import os, time
+print("{MARKER}", time.perf_counter(), os.getpid(), flush=True)
+time.sleep(3600)
+"""
+
+#: The floor: the least a restart-on-change loop can do, with the standard library.
+FLOOR = """\
+import ctypes, os, select, signal, struct, subprocess, sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+IN_CLOSE_WRITE, IN_MOVED_TO = 0x8, 0x80
+fd = libc.inotify_init1(os.O_CLOEXEC)
+libc.inotify_add_watch(fd, b"src", IN_CLOSE_WRITE | IN_MOVED_TO)
+argv = sys.argv[1:]
+child = subprocess.Popen(argv)
+signal.signal(signal.SIGTERM, lambda *_: (child.terminate(), child.wait(), sys.exit(0)))
+while True:
+    data = os.read(fd, 65536)
+    names = set()
+    offset = 0
+    while offset < len(data):
+        _wd, _mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+        names.add(data[offset + 16 : offset + 16 + length].rstrip(b"\\0"))
+        offset += 16 + length
+    if b"app.py" not in names:
+        continue
+    child.terminate()
+    child.wait()
+    child = subprocess.Popen(argv)
+"""
 
 
 def find_nodemon() -> str | None:
@@ -50,11 +90,12 @@ def find_nodemon() -> str | None:
 
 
 def watchfiles_cli() -> str:
-    beside = Path(sys.executable).parent / "watchfiles"
+    beside = Path(PYTHON).parent / "watchfiles"
     return str(beside) if beside.exists() else "watchfiles"
 
 
 def command_for(tool: str, project: Path) -> list[str]:
+    child = f"{PYTHON} child.py"
     if tool == "caproni":
         (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
         (project / "caproni.yaml").write_text(
@@ -65,43 +106,67 @@ def command_for(tool: str, project: Path) -> list[str]:
             "    process:\n"
             "      processes:\n"
             "        app:\n"
-            f"          command: {CHILD}\n"
+            f"          command: {child}\n"
             "          watch:\n"
             "            - src/**\n"
         )
-        return [sys.executable, "-m", "invoke", "run"]
+        return [PYTHON, "-m", "invoke", "run"]
+    if tool == "floor":
+        (project / "floor.py").write_text(FLOOR)
+        return [PYTHON, "floor.py", PYTHON, "child.py"]
+    if tool == "spawn":
+        return [PYTHON, "child.py"]
     if tool == "watchfiles":
-        return [watchfiles_cli(), f"sh -c '{CHILD}'", "src"]
+        return [watchfiles_cli(), child, "src"]
     if tool == "nodemon":
         nodemon = find_nodemon()
         assert nodemon is not None
-        return [nodemon, "--watch", "src", "--ext", "py", "--exec", f"sh -c '{CHILD}'"]
+        return [nodemon, "--watch", "src", "--ext", "py", "--exec", child]
     raise ValueError(tool)
 
 
 class Tool:
-    """A running tool whose output lines are timestamped as they arrive."""
+    """A running tool in its project; its output lines are timestamped as they arrive."""
 
-    def __init__(self, argv: list[str], cwd: Path) -> None:
+    def __init__(self, name: str, root: Path) -> None:
+        self.name = name
+        self.project = root / name
+        (self.project / "src").mkdir(parents=True)
+        (self.project / "child.py").write_text(CHILD)
+        self.target = self.project / "src" / "app.py"
+        self.target.write_text("0\n")
+        self.argv = command_for(name, self.project)
+        self.latencies: dict[str, list[float]] = {"in-place": [], "atomic": []}
+        #: Write -> the child's first statement, and that line's trip to the harness
+        #: (through the tool's output multiplexing, if any): where the time goes.
+        self.to_child: list[float] = []
+        self.hop: list[float] = []
+        self.printed = 0.0
+        self.extra = 0
+        self.pids: set[int] = set()
+        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env["NO_COLOR"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
+        started = time.perf_counter()
         self.proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
+            self.argv,
+            cwd=self.project,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self._read, daemon=True).start()
+        return started
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
+        assert self.proc is not None and self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
             self.lines.put((time.perf_counter(), raw.decode(errors="replace").rstrip()))
 
@@ -110,27 +175,55 @@ class Tool:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError("no restart seen")
-            stamp, line = self.lines.get(timeout=remaining)
-            if line.endswith(MARKER):
+                raise TimeoutError(f"{self.name}: no restart seen")
+            try:
+                stamp, line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if MARKER in line:
+                words = line.split()
+                self.pids.add(int(words[-1]))
+                self.printed = float(words[-2])
+                self.hop.append(stamp - self.printed)
                 return stamp
 
-    def drain(self, quiet: float) -> None:
-        """Swallow output until nothing arrived for ``quiet`` seconds."""
+    def drain(self, quiet: float) -> int:
+        """Swallow output until nothing arrived for ``quiet`` seconds; count restarts."""
+        restarts = 0
         while True:
             try:
-                self.lines.get(timeout=quiet)
+                _stamp, line = self.lines.get(timeout=quiet)
             except queue.Empty:
-                return
+                return restarts
+            if MARKER in line:
+                self.pids.add(int(line.rpartition(" ")[2]))
+                restarts += 1
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+    def orphans(self) -> list[int]:
+        """Children still alive after the tool stopped (give them a second to go)."""
+        deadline = time.monotonic() + 1.0
+        while True:
+            alive = [pid for pid in sorted(self.pids) if _alive(pid)]
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def write_in_place(path: Path, text: str) -> None:
@@ -144,25 +237,21 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def measure(tool: str, writer: Callable[[Path, str], None], changes: int) -> list[float]:
-    with tempfile.TemporaryDirectory(prefix="bench-reload-") as tmp:
-        project = Path(tmp)
-        (project / "src").mkdir()
-        target = project / "src" / "app.py"
-        target.write_text("0\n")
-        running = Tool(command_for(tool, project), project)
-        try:
-            running.next_marker(30)
-            running.drain(0.5)  # watchers settled
-            latencies: list[float] = []
-            for i in range(changes):
-                start = time.perf_counter()
-                writer(target, f"{i + 1}\n")
-                latencies.append(running.next_marker(10) - start)
-                running.drain(0.3)  # each write its own burst
-            return latencies
-        finally:
-            running.stop()
+WRITERS: dict[str, Callable[[Path, str], None]] = {
+    "in-place": write_in_place,
+    "atomic": write_atomic,
+}
+
+
+def spawn_alone(root: Path, runs: int) -> list[float]:
+    tool = Tool("spawn", root)
+    found = []
+    for _ in range(runs):
+        tool.lines = queue.Queue()
+        started = tool.start()
+        found.append(tool.next_marker(10) - started)
+        tool.stop()
+    return found
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -171,25 +260,76 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def row(name: str, mode: str, values: list[float], extra: str = "") -> str:
+    ms = [v * 1000 for v in values]
+    return (
+        f"| {name} | {mode} | {len(ms)} | {statistics.median(ms):.1f} "
+        f"| {percentile(ms, 95):.1f} | {max(ms):.1f} | {extra} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--changes", type=int, default=30)
-    parser.add_argument("--tools", default="caproni,watchfiles,nodemon")
+    parser.add_argument("--changes", type=int, default=40, help="per tool (half atomic)")
+    parser.add_argument("--tools", default="floor,spawn,caproni,nodemon")
+    parser.add_argument("--quiet", type=float, default=0.25, help="seconds between changes")
+    parser.add_argument("--seed", type=int, default=9)
     args = parser.parse_args()
-    print(f"reload latency, {args.changes} changes per row, {os.cpu_count()} CPUs")
-    print(f"{'tool':<12}{'write':<10}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
-    for tool in args.tools.split(","):
-        if tool == "nodemon" and find_nodemon() is None:
-            print(f"{tool:<12}skipped: nodemon/node not found (npm install --prefix …)")
-            continue
-        for mode, writer in (("in-place", write_in_place), ("atomic", write_atomic)):
-            try:
-                lat = [x * 1000 for x in measure(tool, writer, args.changes)]
-            except TimeoutError as exc:
-                print(f"{tool:<12}{mode:<10}failed: {exc}")
-                continue
-            p50, p95 = statistics.median(lat), percentile(lat, 95)
-            print(f"{tool:<12}{mode:<10}{p50:>9.1f}{p95:>9.1f}{max(lat):>9.1f}", flush=True)
+    random.seed(args.seed)
+    names = args.tools.split(",")
+    if "nodemon" in names and find_nodemon() is None:
+        print("nodemon skipped: nodemon/node not found (npm install --prefix /work/nodemon-bench)")
+        names.remove("nodemon")
+    load_before = os.getloadavg()
+    print(
+        f"reload latency: {args.changes} changes per tool, python child, "
+        f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}"
+    )
+    rows: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-reload-") as tmp:
+        root = Path(tmp)
+        watchers = [Tool(name, root) for name in names if name != "spawn"]
+        spawn_runs: list[float] = []
+        try:
+            for tool in watchers:
+                tool.start()
+            for tool in watchers:
+                tool.next_marker(30)
+                tool.drain(1.0)  # watches settled
+            for i in range(args.changes):
+                mode = "in-place" if i % 2 == 0 else "atomic"
+                order = list(watchers)
+                random.shuffle(order)
+                for tool in order:
+                    time.sleep(random.uniform(0, 0.01))  # land anywhere in a tool's cycle
+                    start = time.perf_counter()
+                    WRITERS[mode](tool.target, f"{i + 1}\n")
+                    tool.latencies[mode].append(tool.next_marker(10) - start)
+                    tool.to_child.append(tool.printed - start)
+                    tool.extra += tool.drain(args.quiet)
+                if "spawn" in names and i % 2 == 1:
+                    spawn_runs.extend(spawn_alone(root / f"s{i}", 1))
+        finally:
+            for tool in watchers:
+                tool.stop()
+        print()
+        print("| tool | write | changes | p50 ms | p95 ms | max ms | extra restarts, orphans |")
+        print("|---|---|---:|---:|---:|---:|---|")
+        if spawn_runs:
+            rows.append(row("spawn alone", "-", spawn_runs))
+        for tool in watchers:
+            orphans = tool.orphans()
+            for mode, values in tool.latencies.items():
+                rows.append(row(tool.name, mode, values, f"{tool.extra}, {len(orphans)}"))
+            both = tool.latencies["in-place"] + tool.latencies["atomic"]
+            rows.append(row(tool.name, "both", both, f"{tool.extra}, {len(orphans)}"))
+            rows.append(row(tool.name, "→ child runs", tool.to_child))
+            rows.append(row(tool.name, "line → harness", tool.hop))
+    for line in rows:
+        print(line)
+    load_after = os.getloadavg()
+    print()
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from caproni_tasks.fswatch import LAYER
 from caproni_tasks.runtimevar import (
     BYTES,
     ERR_CLOSED,
@@ -35,7 +36,7 @@ from caproni_tasks.runtimevar import (
     open_file_variable,
     open_variable,
 )
-from caproni_tasks.runtimevar.watcher import HUB, REGISTRY
+from caproni_tasks.runtimevar.watcher import REGISTRY
 
 LONG = 15.0  # the CI machine is slow and shared: generous, never reached when healthy
 
@@ -336,7 +337,7 @@ def test_close_semantics_with_real_watcher(tmp_path: Path) -> None:
         t.join(LONG)
     assert results == [ERR_CLOSED, ERR_CLOSED]
     assert str(path.parent) not in REGISTRY.watched_directories()
-    assert str(path.parent) not in HUB.members()
+    assert str(path.parent) not in REGISTRY.native_directories()
     for fn in (var.watch, var.latest, var.check_health, var.close):
         with pytest.raises(VariableError) as info:
             fn()
@@ -630,7 +631,7 @@ def test_project_inside_dot_venv_is_not_ignored(tmp_path: Path, closing: list[An
 
 
 def watcher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("runtimevar-watch")]
+    return [t for t in threading.enumerate() if t.name == "caproni-watch"]
 
 
 def wait_for(condition: Callable[[], bool]) -> None:
@@ -651,7 +652,7 @@ def test_variables_in_one_directory_share_one_watcher(tmp_path: Path) -> None:
     variables = [open_file_variable(tmp_path / n, STRING) for n in names]
     try:
         assert REGISTRY.watched_directories()[str(tmp_path)] == 5
-        assert HUB.members() == [str(tmp_path)]
+        assert REGISTRY.native_directories() == [str(tmp_path)]
         assert len(watcher_threads()) == 1
         for var, name in zip(variables, names, strict=True):
             assert var.watch(timeout=LONG).value == name
@@ -666,7 +667,7 @@ def test_variables_in_one_directory_share_one_watcher(tmp_path: Path) -> None:
     finally:
         variables[4].close()
     assert str(tmp_path) not in REGISTRY.watched_directories()
-    assert HUB.members() == []
+    assert REGISTRY.native_directories() == []
     assert watcher_threads() == []  # close joined it
 
 
@@ -696,9 +697,9 @@ def test_many_directories_share_one_thread_and_closing_releases_everything(
             folder.mkdir()
             (folder / "v.txt").write_text(f"{i}")
             variables.append(open_file_variable(folder / "v.txt", STRING))
-        assert HUB.members() == sorted(str(f) for f in folders)
-        assert len(watcher_threads()) == 1  # one thread, one notifier, whatever the count
-        wait_for(lambda: inotify_watches() == before + 30)  # old notifiers closed
+        assert REGISTRY.native_directories() == sorted(str(f) for f in folders)
+        assert len(watcher_threads()) == 1  # one thread, one inotify, whatever the count
+        assert inotify_watches() == before + 30  # one kernel watch per directory
         for i in (0, 17, 29):
             write_atomic(folders[i] / "v.txt", f"{i} changed")
         for i, var in enumerate(variables):
@@ -707,7 +708,7 @@ def test_many_directories_share_one_thread_and_closing_releases_everything(
             if expected != f"{i}":
                 watch_value(var, expected)
         for var in variables[::2]:
-            var.close()  # each removal rebuilds the notifier: the others keep working
+            var.close()  # each removal drops one kernel watch: the others keep working
         for i in (1, 15, 29):
             write_atomic(folders[i] / "v.txt", f"{i} again")
             watch_value(variables[i], f"{i} again")
@@ -715,7 +716,7 @@ def test_many_directories_share_one_thread_and_closing_releases_everything(
         for var in variables:
             if not var.closed:
                 var.close()
-    assert HUB.members() == []
+    assert REGISTRY.native_directories() == []
     wait_no_watcher_threads()
     wait_for(lambda: inotify_watches() == before)
 
@@ -782,27 +783,35 @@ def test_a_file_in_place_of_the_parent_directory(tmp_path: Path, closing: list[A
     assert watch_until(var, lambda s: s.value == "ok").value == "ok"
 
 
-def test_falls_back_to_polling_when_native_watching_fails(
-    tmp_path: Path, closing: list[Any], monkeypatch: pytest.MonkeyPatch
+def test_falls_back_to_polling_at_the_kernel_watch_limit(
+    tmp_path: Path, closing: list[Any], monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    from caproni_tasks.runtimevar import watcher
+    from caproni_tasks import fswatch
 
-    real_start = watcher.DirectoryWatcher.start
+    def refuse(self: fswatch.Inotify, path: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    def start(self: watcher.DirectoryWatcher) -> None:
-        if not self.force_polling:
-            raise OSError(errno.EMFILE, "inotify instance limit reached")
-        real_start(self)
-
-    monkeypatch.setattr(watcher.DirectoryWatcher, "start", start)
+    monkeypatch.setattr(fswatch.Inotify, "add_watch", refuse)
+    monkeypatch.setattr(LAYER, "_warned", set())
+    monkeypatch.setenv("WATCHFILES_POLL_DELAY_MS", "50")
+    heard: list[str] = []
+    monkeypatch.setattr(LAYER, "notice_listeners", [heard.append])
     var = open_file_variable(tmp_path / "p.txt", STRING)
     closing.append(var)
     watch_error(var)
+    assert str(tmp_path) in LAYER.polled_directories()
     (tmp_path / "p.txt").write_text("polled")
     watch_value(var, "polled")
-    # the poller compares mtimes to the second: an edit within that second is still seen
+    # the poller compares nanosecond mtimes, sizes and inodes: an edit at once is seen
     write_in_place(tmp_path / "p.txt", "POLLED")
     watch_value(var, "POLLED")
+    other = tmp_path / "other"
+    other.mkdir()
+    second = open_file_variable(other / "q.txt", STRING)
+    closing.append(second)
+    watch_error(second)
+    assert len(heard) == 1  # said once, however many directories are refused
+    assert "fs.inotify.max_user_watches" in heard[0]
 
 
 def test_watchfiles_force_polling_is_honoured(
@@ -815,8 +824,8 @@ def test_watchfiles_force_polling_is_honoured(
     var = open_file_variable(path, STRING)
     closing.append(var)
     assert var.watch(timeout=LONG).value == "one"
-    assert HUB.members() == []
-    assert [t for t in threading.enumerate() if t.name == f"runtimevar-poll:{tmp_path}"]
+    assert REGISTRY.native_directories() == []
+    assert str(tmp_path) in LAYER.polled_directories()
     write_in_place(path, "two")
     watch_value(var, "two")
 
@@ -879,7 +888,12 @@ def test_a_directory_vanishing_while_another_is_added(tmp_path: Path, closing: l
     watch_value(old, "back")
     # The value may arrive through the parent's watch a moment before the watch moves
     # down into the recreated directory: wait for that, do not race it.
-    wait_for(lambda: str(gone) in HUB.members() and str(added) in HUB.members())
+    wait_for(
+        lambda: (
+            str(gone) in REGISTRY.native_directories()
+            and str(added) in REGISTRY.native_directories()
+        )
+    )
 
 
 def test_variables_on_a_replaced_directory_follow_the_new_one(
@@ -908,21 +922,17 @@ def test_variables_on_a_replaced_directory_follow_the_new_one(
     watch_value(second, "b2")
 
 
-def test_an_incompatible_watchfiles_notifier_falls_back_to_polling(
+def test_no_inotify_falls_back_to_polling(
     tmp_path: Path, closing: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import watchfiles._rust_notify
-
-    def changed_signature(*args: Any) -> Any:
-        raise TypeError("RustNotify() takes 7 positional arguments")
-
-    monkeypatch.setattr(watchfiles._rust_notify, "RustNotify", changed_signature)
+    monkeypatch.setattr(LAYER, "_inotify", None)
+    monkeypatch.setattr(LAYER, "_native_failed", True)
     monkeypatch.setenv("WATCHFILES_POLL_DELAY_MS", "50")
     path = tmp_path / "v.txt"
     path.write_text("one")
     var = open_file_variable(path, STRING)
     closing.append(var)
     assert var.watch(timeout=LONG).value == "one"
-    assert HUB.members() == []
+    assert REGISTRY.native_directories() == []
     write_atomic(path, "two")
     watch_value(var, "two")

@@ -56,9 +56,10 @@ async def test_a_watched_tree_deleted_and_created_again_is_still_watched(tmp_pat
     async with supervising("r", specs) as (sup, out, _):
         await async_wait_until(lambda: out.exact("app", "RUN") == 1)
         await sup.wait_watching()
-        assert sup.watch_hub.roots == [tmp_path / "src" / "a"]
-        shutil.rmtree(tmp_path / "src")
-        await async_wait_until(lambda: sup.watch_hub.roots == [tmp_path])
+        src = tmp_path / "src"
+        assert sup.watch_hub.directories == [str(tmp_path), str(src), str(src / "a")]
+        shutil.rmtree(src)
+        await async_wait_until(lambda: sup.watch_hub.directories == [str(tmp_path)])
         await sup.wait_watching()
         (tmp_path / "src" / "a" / "deep").mkdir(parents=True)
         (tmp_path / "src" / "a" / "deep" / "mod.py").write_text("x")
@@ -202,23 +203,26 @@ async def test_files_in_a_new_directory_count_even_without_their_own_events(
 ) -> None:
     """`mkdir -p a/b && echo > a/b/f.py` can finish before the kernel watch on the new
     directory exists, leaving only the directory's own event: its contents are looked at."""
+    from caproni_tasks.fswatch import Event, Flag
     from caproni_tasks.reloader.watching import WatchHub
 
     hub = WatchHub()
     seen: list[list[str]] = []
+    new = tmp_path / "lib" / "pkg" / "sub"
+    new.mkdir(parents=True)  # before the hub watches: no event but the one below
+    (new / "mod.py").write_text("x")
+    (new / "notes.txt").write_text("x")
+    (tmp_path / "lib" / "skip").mkdir()
+    (tmp_path / "lib" / "skip" / "gen.py").write_text("x")
+    lib = str(tmp_path / "lib")
     hub.add(PathMatcher(tmp_path, ["lib/**/*.py"], ["lib/skip/**"]), seen.append)
     try:
-        new = tmp_path / "lib" / "pkg" / "sub"
-        new.mkdir(parents=True)
-        (new / "mod.py").write_text("x")
-        (new / "notes.txt").write_text("x")
-        (tmp_path / "lib" / "skip").mkdir()
-        (tmp_path / "lib" / "skip" / "gen.py").write_text("x")
-        lib = str(tmp_path / "lib")
-        assert hub._accepts(True, lib)  # a new directory where matches may be
-        assert not hub._accepts(False, lib)  # an existing one that changed: not news
-        assert not hub._accepts(True, str(tmp_path / "lib" / "skip"))  # ignored
-        hub._dispatch([lib], [lib])
+        await hub.wait_started()
+        # Only the new directory's own event, as when its files came before its watch:
+        hub._on_events([Event(lib, Flag.CREATED | Flag.IS_DIR)])
+        await async_wait_until(lambda: bool(seen))
+        assert str(new) in hub.directories
+        assert str(tmp_path / "lib" / "skip") not in hub.directories  # ignored: no watch
         assert seen == [[str(new / "mod.py")]]
     finally:
         await hub.close()

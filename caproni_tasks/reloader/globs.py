@@ -7,6 +7,12 @@ Semantics (gitignore-like, documented in docs/reloaders.md):
 - a pattern without ``/`` matches a name at any depth (``*.py``), a pattern with ``/``
   is anchored at the directory (``src/**/*.py``);
 - a pattern that matches a directory matches everything below it (``src``, ``build/``).
+
+Only the directories a watch glob can match something in are watched (`PathMatcher.
+wants_directory`), and ignored directories are never entered: ``src/**/*.py`` beside a
+large ``node_modules`` watches the process's directory and the tree under ``src``.
+A default ignore does not apply to a directory a watch glob names literally
+(``watch: ["build/**"]`` watches ``build``).
 """
 
 from __future__ import annotations
@@ -25,12 +31,21 @@ __all__ = [
     "watch_roots",
 ]
 
-#: Always ignored: VCS internals, bytecode and editors' swap/backup files, which change
-#: on every save and would otherwise restart processes watching a whole tree.
+#: Always ignored (unless a watch glob names them literally): VCS internals, dependency
+#: and tool caches, build output, bytecode and editors' swap/backup files, which change
+#: on every save or install and would otherwise restart processes watching a whole tree
+#: (and cost a kernel watch per directory).
 DEFAULT_IGNORES: tuple[str, ...] = (
     ".git",
     ".hg",
     ".svn",
+    "node_modules",
+    ".venv",
+    ".tox",
+    ".mypy_cache",
+    ".pytest_cache",
+    "dist",
+    "build",
     "__pycache__",
     "*.pyc",
     "*.pyo",
@@ -143,6 +158,28 @@ def fold_roots(roots: Iterable[Path]) -> list[Path]:
     return kept
 
 
+def _segments_can_lead_to_match(pattern: list[str], directory: list[str]) -> bool:
+    """Whether ``pattern`` (segments, ``**`` spanning any number) can match the
+    directory itself, an ancestor of it (then everything below matches), or something
+    below it."""
+    if not directory or not pattern:
+        return True
+    head = pattern[0]
+    if head == "**":
+        return _segments_can_lead_to_match(pattern[1:], directory) or (
+            _segments_can_lead_to_match(pattern, directory[1:])
+        )
+    if re.fullmatch(_segment_regex(head), directory[0], re.DOTALL) is None:
+        return False
+    return _segments_can_lead_to_match(pattern[1:], directory[1:])
+
+
+def _pattern_segments(pattern: str) -> list[str]:
+    normal = _normalise(pattern)
+    segments = normal.split("/")
+    return segments if "/" in normal else ["**", *segments]
+
+
 class PathMatcher:
     """Decides whether a changed path concerns a process: inside its directory, matched
     by a watch glob and by no ignore glob (nor a default ignore)."""
@@ -157,8 +194,15 @@ class PathMatcher:
     ) -> None:
         self.directory = directory
         self.watch = tuple(watch)
-        self.ignore = tuple(ignore) + (DEFAULT_IGNORES if default_ignores else ())
+        named = {seg for p in self.watch for seg in _literal_prefix(p).split("/") if seg}
+        defaults = tuple(
+            g
+            for g in (DEFAULT_IGNORES if default_ignores else ())
+            if not any(glob_regex(g).fullmatch(seg) for seg in named)
+        )
+        self.ignore = tuple(ignore) + defaults
         self._watch = [glob_regex(p) for p in self.watch]
+        self._segments = [_pattern_segments(p) for p in self.watch]
         self._ignore = [glob_regex(p) for p in self.ignore]
         self.roots = watch_roots(directory, self.watch)
         self._prefix = str(directory).rstrip(os.sep) + os.sep
@@ -172,6 +216,17 @@ class PathMatcher:
         """Inside the directory and not ignored: a new directory here may hold matches."""
         rel = self.relative(path)
         return bool(rel) and not any(r.fullmatch(rel or "") for r in self._ignore)
+
+    def wants_directory(self, path: str) -> bool:
+        """Whether the directory ``path`` needs watching: inside (or equal to) the
+        process's directory, not ignored, and a watch glob can match in or below it."""
+        if path == str(self.directory):
+            return True
+        rel = self.relative(path)
+        if not rel or any(r.fullmatch(rel) for r in self._ignore):
+            return False
+        parts = rel.split("/")
+        return any(_segments_can_lead_to_match(p, parts) for p in self._segments)
 
     def matches(self, path: str) -> bool:
         rel = self.relative(path)

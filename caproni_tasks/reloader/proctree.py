@@ -126,15 +126,55 @@ def is_alive(pid: int, started: float | None) -> bool:
 
 
 def descendants(pid: int) -> list[ProcInfo]:
-    """Every live process below ``pid`` in the parent tree (children, grandchildren…)."""
-    import psutil
+    """Every live process below ``pid`` in the parent tree (children, grandchildren…).
 
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-    found = [_info(child) for child in children]
+    On Linux the tree is followed through ``/proc/<pid>/task/<tid>/children``, which
+    costs a read per process of the tree (a child with no children: one or two), not a
+    scan of every process on the machine; it is on the path of every restart.
+    """
+    pids = _linux_descendants(pid)
+    if pids is None:
+        import psutil
+
+        try:
+            children = psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            return []
+        found = [_info(child) for child in children]
+    else:
+        found = [read_process(child) for child in pids]
     return [info for info in found if info is not None]
+
+
+def _linux_descendants(pid: int) -> list[int] | None:
+    """Pids below ``pid`` from /proc's children lists; None where those do not exist."""
+    if not sys.platform.startswith("linux") or not os.path.exists("/proc/self/task"):
+        return None
+    found: list[int] = []
+    pending = [pid]
+    seen = {pid}
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as handle:
+                    children = [int(word) for word in handle.read().split()]
+            except FileNotFoundError:
+                if not os.path.exists(f"/proc/{parent}"):
+                    continue  # gone meanwhile
+                return None  # kernel without CONFIG_PROC_CHILDREN
+            except OSError:
+                continue
+            for child in children:
+                if child not in seen:
+                    seen.add(child)
+                    found.append(child)
+                    pending.append(child)
+    return found
 
 
 def group_members(pgid: int, *, zombies: bool = False) -> list[ProcInfo]:

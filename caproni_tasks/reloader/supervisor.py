@@ -75,8 +75,9 @@ class ProcessState(StrEnum):
 @dataclass(frozen=True)
 class SupervisorOptions:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    #: Quiet time (ms) that ends a burst of file changes; low for fast reloads.
-    watch_step_ms: int = 5
+    #: Quiet time (ms) that ends a burst of file changes whose end is not visible (a new
+    #: file, a deletion, a write not closed yet); a finished save restarts at once.
+    watch_step_ms: int = 20
     #: Longest time (ms) a continuous burst of changes is collected before a restart.
     watch_debounce_ms: int = 1600
     force_polling: bool | None = None
@@ -621,6 +622,9 @@ class Supervisor:
                     SUPERVISOR_LABEL,
                     f"watching {', '.join(map(str, roots))} failed: {exc}; retrying",
                     error=True,
+                ),
+                on_notice=lambda message: self.output.event(
+                    SUPERVISOR_LABEL, message, error=True
                 ),
             )
         return self._watch

@@ -1,0 +1,241 @@
+"""The shared watching layer and the session's watches on it: what gets a kernel watch
+(only what globs can match, never ignored trees), the kernel limit (said once, the rest
+polled), one call per save, runtime variables on the same layer."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_processes import anyio_backend, async_wait_until, stays_false, write_atomic
+
+from caproni_tasks import fswatch
+from caproni_tasks.fswatch import LAYER
+from caproni_tasks.reloader.globs import DEFAULT_IGNORES, PathMatcher
+from caproni_tasks.reloader.watching import WatchHub
+from caproni_tasks.runtimevar import STRING, open_file_variable
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify and /proc"),
+]
+__all__ = ["anyio_backend"]
+
+
+def kernel_watches() -> int:
+    """inotify watches this process holds, from /proc/self/fdinfo of its inotify fds."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                count += sum(1 for line in info if line.startswith("inotify wd"))
+        except OSError:
+            continue
+    return count
+
+
+def make_tree(root: Path, count: int) -> None:
+    for i in range(count):
+        (root / f"pkg{i}" / "lib").mkdir(parents=True)
+
+
+@pytest.mark.parametrize("ignored", ["node_modules", ".venv", ".tox", "dist", "build"])
+def test_default_ignores_are_documented_names(ignored: str) -> None:
+    assert ignored in DEFAULT_IGNORES
+    docs = (Path(__file__).parent.parent / "docs" / "reloaders.md").read_text()
+    assert f"`{ignored}`" in docs
+
+
+@pytest.mark.anyio
+async def test_ignored_directories_get_no_watch(tmp_path: Path) -> None:
+    make_tree(tmp_path / "node_modules", 100)
+    make_tree(tmp_path / ".venv", 20)
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    (tmp_path / "src" / "node_modules" / "x").mkdir(parents=True)
+    before = kernel_watches()
+    hub = WatchHub()
+    hub.add(PathMatcher(tmp_path, ["**/*.py"]), lambda paths: None)
+    try:
+        await hub.wait_started()
+        assert hub.directories == [str(tmp_path), str(tmp_path / "src"), str(tmp_path / "src/a")]
+        assert kernel_watches() == before + 3
+    finally:
+        await hub.close()
+    assert kernel_watches() == before
+
+
+@pytest.mark.anyio
+async def test_only_directories_a_glob_can_match_are_watched(tmp_path: Path) -> None:
+    make_tree(tmp_path / "lib", 30)
+    (tmp_path / "src" / "app" / "deep").mkdir(parents=True)
+    (tmp_path / "src" / "other").mkdir(parents=True)
+    (tmp_path / "build" / "out").mkdir(parents=True)
+    hub = WatchHub()
+    hub.add(PathMatcher(tmp_path, ["src/app/*.py", "build/**"]), lambda paths: None)
+    try:
+        await hub.wait_started()
+        # build is ignored by default, but a glob that names it wins
+        assert hub.directories == sorted(
+            str(tmp_path / p) for p in ("", "build", "build/out", "src", "src/app")
+        )
+    finally:
+        await hub.close()
+
+
+@pytest.mark.anyio
+async def test_a_new_directory_where_globs_match_is_watched_an_ignored_one_not(
+    tmp_path: Path,
+) -> None:
+    seen: list[list[str]] = []
+    hub = WatchHub()
+    hub.add(PathMatcher(tmp_path, ["**/*.py"]), seen.append)
+    try:
+        await hub.wait_started()
+        (tmp_path / "node_modules" / "pkg").mkdir(parents=True)
+        (tmp_path / "node_modules" / "pkg" / "x.py").write_text("x")
+        (tmp_path / "new" / "sub").mkdir(parents=True)
+        (tmp_path / "new" / "sub" / "m.py").write_text("x")
+        await async_wait_until(lambda: [str(tmp_path / "new" / "sub" / "m.py")] in seen)
+        assert str(tmp_path / "new" / "sub") in hub.directories
+        assert not any("node_modules" in d for d in hub.directories)
+        assert not any("node_modules" in p for paths in seen for p in paths)
+    finally:
+        await hub.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("save", ["in-place", "atomic", "touch"])
+async def test_one_call_per_save(tmp_path: Path, save: str) -> None:
+    target = tmp_path / "app.py"
+    target.write_text("0")
+    seen: list[list[str]] = []
+    hub = WatchHub()
+    hub.add(PathMatcher(tmp_path, ["**"]), seen.append)  # the temporary file matches too
+    try:
+        await hub.wait_started()
+        for round_ in range(1, 4):
+            if save == "in-place":
+                with target.open("w") as handle:  # truncate, then two writes
+                    handle.write("a")
+                    handle.flush()
+                    handle.write(str(round_))
+            elif save == "atomic":
+                write_atomic(target, str(round_))
+            else:
+                target.touch()
+            await async_wait_until(lambda n=round_: len(seen) == n)  # type: ignore[misc]
+            assert await stays_false(lambda n=round_: len(seen) > n, 0.2)  # type: ignore[misc]
+            assert str(target) in seen[-1]
+    finally:
+        await hub.close()
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_new_files_is_one_call(tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+    hub = WatchHub(step_ms=50)
+    hub.add(PathMatcher(tmp_path, ["*.py"]), seen.append)
+    try:
+        await hub.wait_started()
+        for i in range(30):
+            (tmp_path / f"m{i}.py").write_text("x")
+        await async_wait_until(lambda: len(seen) == 1)
+        assert await stays_false(lambda: len(seen) > 1, 0.3)
+        assert len(seen[0]) == 30
+    finally:
+        await hub.close()
+
+
+@pytest.mark.anyio
+async def test_the_kernel_limit_is_said_once_and_the_rest_polled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past fs.inotify.max_user_watches the kernel answers ENOSPC: one message naming
+    the setting, and the directories it refused are polled (changes still seen)."""
+    real = fswatch.Inotify.add_watch
+    allowed = {"n": 2}
+
+    def limited(self: fswatch.Inotify, path: str) -> int:
+        if allowed["n"] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        allowed["n"] -= 1
+        return real(self, path)
+
+    monkeypatch.setattr(fswatch.Inotify, "add_watch", limited)
+    monkeypatch.setattr(LAYER, "_warned", set())
+    monkeypatch.setenv("WATCHFILES_POLL_DELAY_MS", "30")
+    for i in range(5):
+        (tmp_path / f"d{i}").mkdir()
+    notices: list[str] = []
+    seen: list[list[str]] = []
+    hub = WatchHub(on_notice=notices.append)
+    hub.add(PathMatcher(tmp_path, ["**/*.txt"]), seen.append)
+    try:
+        await hub.wait_started()
+        polled = LAYER.polled_directories()
+        assert len([d for d in hub.directories if d in polled]) == 4
+        await async_wait_until(lambda: len(notices) == 1)
+        assert "fs.inotify.max_user_watches" in notices[0]
+        (tmp_path / "d4" / "late.txt").write_text("x")
+        await async_wait_until(lambda: [str(tmp_path / "d4" / "late.txt")] in seen)
+        (tmp_path / "more").mkdir()
+        await asyncio.sleep(0.1)
+        assert notices == [notices[0]]  # once, however many more are refused
+    finally:
+        await hub.close()
+    assert not LAYER.polled_directories()
+
+
+@pytest.mark.parametrize("change", ["in-place", "rename", "re-create"])
+def test_variables_ride_the_same_layer(tmp_path: Path, change: str) -> None:
+    path = tmp_path / "v.txt"
+    path.write_text("one")
+    var = open_file_variable(path, STRING)
+    try:
+        assert var.watch(timeout=15).value == "one"
+        assert str(tmp_path) in LAYER.native_directories()
+        if change == "in-place":
+            with path.open("w") as handle:
+                handle.write("t")
+                handle.flush()
+                handle.write("wo")
+        elif change == "rename":
+            tmp = tmp_path / ".v.txt.tmp"
+            tmp.write_text("two")
+            os.replace(tmp, path)
+        else:
+            path.unlink()
+            with pytest.raises(Exception) as info:
+                var.watch(timeout=15)
+            assert "does not exist" in str(info.value)
+            path.write_text("two")
+        # the in-place write is not seen half done: its close is waited for
+        assert var.watch(timeout=15).value == "two"
+    finally:
+        var.close()
+
+
+def test_runtime_variable_and_reloader_share_one_kernel_watch(tmp_path: Path) -> None:
+    path = tmp_path / "v.txt"
+    path.write_text("1")
+    before = kernel_watches()
+
+    async def main() -> Any:
+        hub = WatchHub()
+        hub.add(PathMatcher(tmp_path, ["*.txt"]), lambda paths: None)
+        await hub.wait_started()
+        var = open_file_variable(path, STRING)
+        try:
+            return kernel_watches() - before
+        finally:
+            var.close()
+            await hub.close()
+
+    assert asyncio.run(main()) == 1
