@@ -495,7 +495,9 @@ TOP_LEVEL_CASES = [
         id="duplicate-key",
     ),
     pytest.param(
-        "version: 2\nvariables: {A: 1\n", (3, 1, "yaml-syntax", "invalid YAML"), id="unclosed-flow"
+        "version: 2\nvariables: {A: 1\n",
+        (2, 12, "yaml-syntax", "is never closed"),
+        id="unclosed-flow",
     ),
     pytest.param("version: !!int 2\n", (1, 10, "yaml-syntax", "YAML tags"), id="tag"),
     pytest.param(
@@ -504,7 +506,9 @@ TOP_LEVEL_CASES = [
         id="anchor",
     ),
     pytest.param(
-        "version: 2\n  bad: indent\n", (2, 6, "yaml-syntax", "invalid YAML"), id="bad-indent"
+        "version: 2\n  bad: indent\n",
+        (2, 3, "yaml-syntax", "indented more than 'version:'"),
+        id="bad-indent",
     ),
 ]
 

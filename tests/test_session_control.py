@@ -247,10 +247,13 @@ def test_exec_runs_with_tools_variables_and_env_files(project: Project) -> None:
 
 
 def test_validate_warns_about_globs_and_folded_items(project: Project) -> None:
-    (project.root / "src").mkdir()
-    (project.root / "src" / "a.py").write_text("")
+    checkout = project.root / "repos" / "app"
+    (checkout / "src").mkdir(parents=True)
+    (checkout / "src" / "a.py").write_text("")
     (project.root / "caproni.yaml").write_text(
-        "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
+        "version: 2\nrepositories:\n  app: {directory: repos/app}\n"
+        "reloaders:\n  app:\n    type: process\n    repository: app\n"
+        "    process:\n      processes:\n"
         "        web:\n          command: python3 serve.py\n          watch:\n"
         "            - src/*.py\n             - tests/*.py\n"
         "        api:\n          command: python3 serve.py\n"
@@ -337,7 +340,12 @@ def test_dotenv_format() -> None:
             4,
             "indented less than the mapping it belongs to",
         ),
-        ("version: 2\nreloaders:\n\tapp:\n    type: process\n", 3, 1, "a tab indents this line"),
+        (
+            "version: 2\nreloaders:\n\tapp:\n    type: process\n",
+            3,
+            1,
+            "a tab ('\\t') indents this line",
+        ),
         ("version: 2\nreloaders:\n  app\n    type: process\n", 3, 6, "missing ':' after 'app'"),
         ('version: 2\nreloaders:\n  app:\n    type: "process\n', 4, 11, 'this " quote is never'),
         (

@@ -318,7 +318,13 @@ def _in_our_words(exc: Any, problem: str, context: str) -> tuple[str, Any] | Non
     buffer = str(getattr(mark, "buffer", None) or "")
     lines = buffer.rstrip("\0").split("\n")
     if "'\\t'" in problem and "cannot start any token" in problem:
-        return "a tab indents this line: YAML indents with spaces only; use spaces", mark
+        line_text = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+        if mark is not None and not line_text[: mark.column].strip():
+            return (
+                "a tab ('\\t') indents this line: YAML indents with spaces only; use spaces",
+                mark,
+            )
+        return "a tab ('\\t') where YAML does not allow one: use spaces", mark
     if problem.startswith("expected <block end>") and "found" in problem:
         return (
             "this line is indented less than the mapping it belongs to (and more than the "
@@ -348,6 +354,15 @@ def _in_our_words(exc: Any, problem: str, context: str) -> tuple[str, Any] | Non
                     f"missing ':' after {text.strip()!r}: the lines below are indented as "
                     "its content",
                     _Mark(above, len(text.rstrip())),
+                )
+            current = lines[mark.line] if mark.line < len(lines) else ""
+            own = len(current) - len(current.lstrip())
+            if ":" in text and not text.rstrip().endswith(":") and own > indent:
+                key = text.strip().split(":", 1)[0]
+                return (
+                    f"this line is indented more than '{key}:' above it, whose value is "
+                    "already on its line: line it up with that key",
+                    _Mark(mark.line, own),
                 )
         return (
             "a ': ' inside a plain value: quote the value, or start a new line for a new key",

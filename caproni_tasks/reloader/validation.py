@@ -59,6 +59,9 @@ def _check_common(config: CaproniConfig, reloader: ReloaderSpec) -> list[Diagnos
 
     found: list[Diagnostic] = []
     cloned = reloader.directory.is_dir()
+    # Globs are checked against files only in a repository's checkout (what the
+    # repository holds); a directory of the config's own may be filled later.
+    in_checkout = cloned and reloader.repository is not None
     processes = getattr(reloader.settings, "processes", ())
     specs = (
         [p for p in processes if isinstance(p, ProcessSpec)] if isinstance(processes, tuple) else []
@@ -82,7 +85,7 @@ def _check_common(config: CaproniConfig, reloader: ReloaderSpec) -> list[Diagnos
                             "starting with '- ' (or write [a, b])",
                         )
                     )
-        if cloned and spec.directory.is_dir():
+        if in_checkout and spec.directory.is_dir():
             for pattern in spec.watch:
                 if not _FOLDED.search(pattern) and not _matches_something(spec, pattern):
                     found.append(

@@ -35,10 +35,13 @@ def var(
     c: Context, url: str, follow: bool = False, json: bool = False, config: str | None = None
 ) -> None:
     """Print the decoded value of a runtime variable (by name or URL), or follow it."""
+    import re
+
+    from caproni_tasks.config.expand import NAME_PATTERN
     from caproni_tasks.runtimevar import VariableError, open_variable
 
     base_dir = Path.cwd()
-    if "://" not in url:
+    if re.fullmatch(NAME_PATTERN, url):
         url, base_dir = _named(c, url, config)
     try:
         variable = open_variable(url, base_dir=base_dir)
