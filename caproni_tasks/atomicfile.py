@@ -19,7 +19,6 @@ __all__ = [
     "atomic_output",
     "flush_filesystem",
     "fsync_directory",
-    "start_writeback",
     "write_atomic",
 ]
 
@@ -123,34 +122,3 @@ def _syncfs() -> Callable[[int], int] | None:
     except OSError:
         return None
     return found
-
-
-def start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing ``fd``'s dirty pages now, without waiting.
-
-    Called on each extracted file, so the disk works while the next file is
-    decompressed and the one `flush_filesystem` before the commit finds little left to
-    write. Linux's ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; a no-op elsewhere.
-    """
-    call = _sync_file_range()
-    if call is not None:
-        call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-
-
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-@functools.cache
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        import ctypes
-
-        found = getattr(ctypes.CDLL(None), "sync_file_range", None)
-    except OSError:
-        return None
-    if found is None:
-        return None
-    found.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-    found.restype = ctypes.c_int
-    typed: Callable[[int, int, int, int], int] = found
-    return typed

@@ -408,3 +408,12 @@ def test_a_path_with_a_nul_is_an_os_error_not_a_crash(tmp_path: Path) -> None:
 
     with pytest.raises(OSError, match="NUL"):
         read_regular_file(tmp_path / "a\x00b")
+
+
+def test_durable_data_installs_the_same(repo_dir: Path, root: Path, tmp_path: Path) -> None:
+    iid = publish(repo_dir, "t/d", {"bin/d": File("d", executable=True), "share/x": "x"})
+    repo = LocalRepository(repo_dir)
+    durable = Installer(root, InstanceCache(tmp_path / "c"), lambda: repo, durable_data=True)
+    assert durable.ensure([Desired("", "t/d", iid)]).summary().startswith("installed 1")
+    assert tree(root) == {"bin/": "", "bin/d": "d", "share/": "", "share/x": "x"}
+    assert durable.ensure([Desired("", "t/d", iid)], "CheckIntegrity").plan.is_noop

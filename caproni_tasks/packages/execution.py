@@ -7,8 +7,9 @@ The steps, and what a SIGKILL or a power cut at any point leaves (see
 2. **check** everything before writing: each package file is validated whole (names,
    links, manifest, size limits), the subdirs stay inside the root, no two packages
    claim one path, and no path would overwrite a file that caproni did not install.
-3. **stage** each package into ``<root>/.cipd/tmp/<txn>`` (in parallel), then flush the
-   filesystem once so the staged data is on disk before anything points at it.
+3. **stage** each package into ``<root>/.cipd/tmp/<txn>`` (in parallel); with
+   ``durable_data``, flush the filesystem once so the staged files' contents are on
+   disk before anything points at them.
 4. **commit** per package: write ``pending.json`` (the paths it may write), rename
    staged files into place and fsync the directories they entered, write its manifest
    and ``state.json`` (the commit point, fsynced), then delete the files the previous
@@ -123,7 +124,7 @@ class Execution:
             self._fetch_all(fetching)
             new_files = self._check_all(fetching)
             staged = self._stage_all(fetching, new_files)
-            if staged:
+            if staged and self.inst.durable_data:
                 flush_filesystem(self.state.tmp_dir)
             protected = self._protected(staged)
             for item in staged:

@@ -3,8 +3,8 @@
 Files are created with their final permission bits in one ``open`` (no chmod pass),
 hashed while they are written (the hash goes into the installed manifest for
 ``CheckIntegrity``), and never fsynced one by one (thousands of fsyncs cost more than
-the extraction): each file's writeback is started as soon as it is written, and one
-filesystem flush before the commit (see `execution`) makes them durable.
+the extraction); with ``durable_data`` one filesystem flush before the commit makes
+them durable (see `execution`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from caproni_tasks.atomicfile import start_writeback
 from caproni_tasks.packages.state import InstalledFile
 
 if TYPE_CHECKING:
@@ -86,7 +85,6 @@ def _write_file(
                 if progress is not None:
                     progress(len(data))
         st = os.fstat(fd)
-        start_writeback(fd)
     finally:
         os.close(fd)
     return InstalledFile(

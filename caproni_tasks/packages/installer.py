@@ -62,6 +62,10 @@ class Installer:
 
     ``repository`` is a factory so a no-op run never opens (or imports) a client.
     ``limits`` bound what a package file may unpack to (decompression bombs).
+    Commits are durable (state records and the directory entries of renames are
+    fsynced); ``durable_data`` also flushes the installed files' contents before the
+    commit, so a power cut cannot leave a recorded file empty (costs a disk write of
+    everything installed; see bench/README.md).
     ``checkpoint`` is called with each name of `CHECKPOINTS` as a run passes it: an
     observer for tests and tools that must stop a run at a known place. When not given,
     the class attribute `default_checkpoint` is used (a test harness may set it).
@@ -81,6 +85,7 @@ class Installer:
         on_lock_wait: Callable[[], None] | None = None,
         limits: PackageLimits | None = None,
         checkpoint: Callable[[str], None] | None = None,
+        durable_data: bool = False,
     ) -> None:
         self.root = root
         self.cache = cache
@@ -92,6 +97,7 @@ class Installer:
         self.lock_timeout = lock_timeout
         self.on_lock_wait = on_lock_wait
         self.limits = limits
+        self.durable_data = durable_data
         self._checkpoint = checkpoint
 
     def plan(

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "auth_token_command": None,
     "max_package_size": None,  # bytes a package may unpack to (PackageLimits' default)
     "max_compression_ratio": None,  # unpacked:packed beyond which a package is refused
+    "durable_data": False,  # ensure: flush installed files' contents before each commit
 }
 
 

@@ -96,6 +96,7 @@ def install(
                 lock_timeout=float(wait_seconds),
                 on_lock_wait=lambda: _say_waiting(setting_path(c, "root", root), wait_seconds),
                 limits=_package_limits(c),
+                durable_data=bool(setting(c, "durable_data")),
             )
             try:
                 result = installer.ensure(desired, mode, dry_run=dry_run)
