@@ -63,7 +63,8 @@ def test_readme_settings_block_lists_every_default() -> None:
     for line in block.splitlines()[1:]:
         key, _, rest = line.strip().partition(":")
         value = rest.split("#", 1)[0].strip()
-        shown[key] = None if value == "null" else int(value) if value.isdigit() else value
+        words: dict[str, object] = {"null": None, "true": True, "false": False}
+        shown[key] = words[value] if value in words else int(value) if value.isdigit() else value
     assert shown == DEFAULTS
 
 

@@ -623,9 +623,7 @@ class Supervisor:
                     f"watching {', '.join(map(str, roots))} failed: {exc}; retrying",
                     error=True,
                 ),
-                on_notice=lambda message: self.output.event(
-                    SUPERVISOR_LABEL, message, error=True
-                ),
+                on_notice=lambda message: self.output.event(SUPERVISOR_LABEL, message, error=True),
             )
         return self._watch
 
