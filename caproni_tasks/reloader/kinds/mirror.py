@@ -51,17 +51,23 @@ from caproni_tasks.reloader.contract import (
     RunFailedError,
     State,
     Status,
-    StatusFailedError,
     TargetNotFoundError,
 )
 from caproni_tasks.reloader.description import ProcessDescription, describe_spec
+from caproni_tasks.reloader.kinds.common import (
+    failed_in_session,
+    not_cloned,
+    section_diagnostics,
+    settings_for_run,
+    settings_for_status,
+    settings_of,
+)
 from caproni_tasks.reloader.tools import (
     ToolMissingError,
     find_tool,
     missing_tool_message,
     require_tool,
 )
-from caproni_tasks.reloader.validation import place
 
 if TYPE_CHECKING:
     from caproni_tasks.config.build import SectionContext
@@ -297,10 +303,6 @@ def _check_target(target: Mapping[str, Any], ctx: SectionContext) -> None:
             )
 
 
-def _settings(reloader: ReloaderSpec) -> MirrorSettings | None:
-    return reloader.settings if isinstance(reloader.settings, MirrorSettings) else None
-
-
 # -- running ---------------------------------------------------------------------------
 
 
@@ -384,18 +386,7 @@ class MirrorManager:
         return NAME
 
     async def run(self, reloader: ReloaderSpec, config: CaproniConfig, host: ProcessHost) -> None:
-        settings = _settings(reloader)
-        if settings is None:
-            raise RunFailedError(f"reloader {reloader.name} has no `mirror:` section")
-        if not reloader.directory.is_dir():
-            raise RunFailedError(
-                f"reloader {reloader.name}: directory {reloader.directory} does not exist"
-                + (
-                    f" (clone repository {reloader.repository} first)"
-                    if reloader.repository
-                    else ""
-                )
-            )
+        settings = settings_for_run(reloader, MirrorSettings, NAME)
         try:
             kubectl = kube.Kubectl(require_tool("kubectl"), settings.kube_context)
             mirrord = require_tool("mirrord") if settings.mirrored else None
@@ -521,17 +512,14 @@ class MirrorManager:
     # -- status ----------------------------------------------------------------------
 
     def status(self, reloader: ReloaderSpec, config: CaproniConfig) -> Status:
-        settings = _settings(reloader)
-        if settings is None:
-            raise StatusFailedError(f"reloader {reloader.name} has no `mirror:` section")
+        settings = settings_for_status(reloader, MirrorSettings, NAME)
         blocking: list[str] = []  # what makes it not-ready
         reasons: list[str] = []  # worth knowing either way
         program = find_tool("kubectl")
         if settings.mirrored and find_tool("mirrord") is None:
             blocking.append(missing_tool_message("mirrord"))
         if not reloader.directory.is_dir():
-            what = f"repository {reloader.repository}" if reloader.repository else "directory"
-            blocking.append(f"{what} not cloned: {reloader.directory} does not exist")
+            blocking.append(not_cloned(reloader))
         if program is None:
             return Status(State.NOT_READY, (missing_tool_message("kubectl"), *blocking))
         target = settings.target
@@ -557,7 +545,7 @@ class MirrorManager:
             )
         if blocking:
             return Status(State.NOT_READY, (*blocking, *reasons))
-        failed = _failed_in_session(reloader, config)
+        failed = [f"{p.name} exhausted its restarts" for p in failed_in_session(reloader, config)]
         if failed:
             return Status(State.FAILED, (*failed, *reasons))
         return Status(State.READY, tuple(reasons))
@@ -565,34 +553,22 @@ class MirrorManager:
     # -- validate --------------------------------------------------------------------
 
     def validate(self, reloader: ReloaderSpec, config: CaproniConfig) -> list[Diagnostic]:
-        file, line, column = place(config, reloader.location)
-        settings = _settings(reloader)
+        settings = settings_of(reloader, MirrorSettings)
+        section = section_diagnostics(
+            reloader,
+            config,
+            settings.processes if settings else None,
+            kind=NAME,
+            needs="a target",
+            none="edit_mode_processes",
+        )
         if settings is None:
-            return [
-                Diagnostic.error(
-                    file,
-                    line,
-                    column,
-                    "mirror-settings",
-                    f"reloader {reloader.name!r} of type mirror needs a `mirror:` section "
-                    "with a target",
-                )
-            ]
-        found = [
+            return section
+        notes = [
             Diagnostic.warning(where.file, where.line, where.column, code, message)
             for where, code, message in settings.notes
         ]
-        if not settings.processes:
-            found.append(
-                Diagnostic.warning(
-                    file,
-                    line,
-                    column,
-                    "mirror-none",
-                    f"reloader {reloader.name!r} has no edit_mode_processes",
-                )
-            )
-        return found
+        return notes + section
 
 
 def _session_alive(config: CaproniConfig) -> bool:
@@ -600,19 +576,6 @@ def _session_alive(config: CaproniConfig) -> bool:
 
     session = read_session(config.path)
     return session is not None and session.alive
-
-
-def _failed_in_session(reloader: ReloaderSpec, config: CaproniConfig) -> list[str]:
-    from caproni_tasks.reloader.session import read_session
-
-    session = read_session(config.path)
-    if session is None or not session.alive:
-        return []
-    return [
-        f"{p.name} exhausted its restarts"
-        for p in session.processes
-        if p.reloader == reloader.name and p.state == "failed"
-    ]
 
 
 #: One ``kubectl get deployments`` per (kubectl, context, namespace) per loaded config:

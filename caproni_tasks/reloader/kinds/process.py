@@ -17,8 +17,16 @@ from caproni_tasks.config.model import ProcessSpec
 from caproni_tasks.config.schema import ENTRY_NAME, PROCESS
 from caproni_tasks.config.spec import Field, MapOf, Struct
 from caproni_tasks.diagnostics import Diagnostic
-from caproni_tasks.reloader.contract import RunFailedError, State, Status, StatusFailedError
+from caproni_tasks.reloader.contract import RunFailedError, State, Status
 from caproni_tasks.reloader.description import describe_spec
+from caproni_tasks.reloader.kinds.common import (
+    failed_in_session,
+    not_cloned,
+    section_diagnostics,
+    settings_for_run,
+    settings_for_status,
+    settings_of,
+)
 from caproni_tasks.reloader.validation import place
 
 if TYPE_CHECKING:
@@ -134,10 +142,6 @@ def find_executable(program: str, directory: Path, env_path: str | None = None) 
     return shutil.which(program, path=search) is not None
 
 
-def _settings(reloader: ReloaderSpec) -> ProcessSettings | None:
-    return reloader.settings if isinstance(reloader.settings, ProcessSettings) else None
-
-
 class ProcessManager:
     """The `Manager` of kind ``process``."""
 
@@ -146,18 +150,7 @@ class ProcessManager:
         return NAME
 
     async def run(self, reloader: ReloaderSpec, config: CaproniConfig, host: ProcessHost) -> None:
-        settings = _settings(reloader)
-        if settings is None:
-            raise RunFailedError(f"reloader {reloader.name} has no `process:` section")
-        if not reloader.directory.is_dir():
-            raise RunFailedError(
-                f"reloader {reloader.name}: directory {reloader.directory} does not exist"
-                + (
-                    f" (clone repository {reloader.repository} first)"
-                    if reloader.repository
-                    else ""
-                )
-            )
+        settings = settings_for_run(reloader, ProcessSettings, NAME)
         for spec in settings.processes:
             if not spec.directory.is_dir():
                 raise RunFailedError(
@@ -167,14 +160,10 @@ class ProcessManager:
         await host.supervise(reloader.name, [describe_spec(p) for p in settings.processes])
 
     def status(self, reloader: ReloaderSpec, config: CaproniConfig) -> Status:
-        settings = _settings(reloader)
-        if settings is None:
-            raise StatusFailedError(f"reloader {reloader.name} has no `process:` section")
-        reasons: list[str] = []
+        settings = settings_for_status(reloader, ProcessSettings, NAME)
         if not reloader.directory.is_dir():
-            what = f"repository {reloader.repository}" if reloader.repository else "directory"
-            reasons.append(f"{what} not cloned: {reloader.directory} does not exist")
-            return Status(State.NOT_READY, tuple(reasons))
+            return Status(State.NOT_READY, (not_cloned(reloader),))
+        reasons: list[str] = []
         for spec in settings.processes:
             reasons.extend(self._process_problems(spec))
         if reasons:
@@ -198,46 +187,27 @@ class ProcessManager:
     @staticmethod
     def _failed_in_session(reloader: ReloaderSpec, config: CaproniConfig) -> list[str]:
         """Why processes of the running session are `failed`, one line each."""
-        from caproni_tasks.reloader.session import read_session
-
-        session = read_session(config.path)
-        if session is None or not session.alive:
-            return []
         return [
             f"{p.name} exhausted its restarts"
             if p.started_at is not None
             else f"{p.name} did not start: a dependency failed"
-            for p in session.processes
-            if p.reloader == reloader.name and p.state == "failed"
+            for p in failed_in_session(reloader, config)
         ]
 
     def validate(self, reloader: ReloaderSpec, config: CaproniConfig) -> list[Diagnostic]:
         from caproni_tasks.reloader.proctree import signal_number
 
-        file, line, column = place(config, reloader.location)
-        settings = _settings(reloader)
+        settings = settings_of(reloader, ProcessSettings)
+        found = section_diagnostics(
+            reloader,
+            config,
+            settings.processes if settings else None,
+            kind=NAME,
+            needs="`processes:`",
+            none="processes",
+        )
         if settings is None:
-            return [
-                Diagnostic.error(
-                    file,
-                    line,
-                    column,
-                    "process-settings",
-                    f"reloader {reloader.name!r} of type process needs a `process:` section "
-                    "with `processes:`",
-                )
-            ]
-        found: list[Diagnostic] = []
-        if not settings.processes:
-            found.append(
-                Diagnostic.warning(
-                    file,
-                    line,
-                    column,
-                    "process-none",
-                    f"reloader {reloader.name!r} has no processes",
-                )
-            )
+            return found
         cloned = reloader.directory.is_dir()
         for spec in settings.processes:
             at = place(config, spec.location, reloader.location)

@@ -21,6 +21,7 @@ from caproni_tasks.config.spec import Boolean, Choice, Duration, Field, ListOf, 
 from caproni_tasks.diagnostics import Diagnostic
 from caproni_tasks.reloader.contract import RunFailedError, State, Status, StatusFailedError
 from caproni_tasks.reloader.description import ProcessDescription
+from caproni_tasks.reloader.kinds.common import not_cloned
 from caproni_tasks.reloader.tools import find_tool, missing_tool_message
 from caproni_tasks.reloader.validation import place
 
@@ -197,11 +198,6 @@ def _settings(reloader: ReloaderSpec) -> SkaffoldSettings:
     return SkaffoldSettings()  # a section without settings: every default
 
 
-def _not_cloned(reloader: ReloaderSpec) -> str:
-    what = f"repository {reloader.repository}" if reloader.repository else "directory"
-    return f"{what} not cloned: {reloader.directory} does not exist"
-
-
 class SkaffoldManager:
     """The `Manager` of kind ``skaffold``: one ``skaffold dev`` per reloader."""
 
@@ -212,7 +208,7 @@ class SkaffoldManager:
     async def run(self, reloader: ReloaderSpec, config: CaproniConfig, host: ProcessHost) -> None:
         settings = _settings(reloader)
         if not reloader.directory.is_dir():
-            raise RunFailedError(f"reloader {reloader.name}: {_not_cloned(reloader)}")
+            raise RunFailedError(f"reloader {reloader.name}: {not_cloned(reloader)}")
         program = find_tool("skaffold")
         if program is None:
             raise RunFailedError(f"reloader {reloader.name}: {missing_tool_message('skaffold')}")
@@ -238,7 +234,7 @@ class SkaffoldManager:
     def status(self, reloader: ReloaderSpec, config: CaproniConfig) -> Status:
         settings = _settings(reloader)
         if not reloader.directory.is_dir():
-            return Status(State.NOT_READY, (_not_cloned(reloader),))
+            return Status(State.NOT_READY, (not_cloned(reloader),))
         reasons = []
         program = find_tool("skaffold")
         if program is None:
