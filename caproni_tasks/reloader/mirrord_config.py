@@ -135,6 +135,13 @@ def _ports(value: Any, where: str, at: Steps, *, pairs: bool = False) -> list[Pr
     return [Problem(at, "mirror-type", f"{where}: expected {shape}")]
 
 
+def _expect_mapping(value: Any, where: str, at: Steps, of: str) -> list[Problem]:
+    """A problem when ``value`` is given and is not a mapping (``of`` what to what)."""
+    if value is None or isinstance(value, Mapping):
+        return []
+    return [Problem(at, "mirror-type", f"{where}: expected a mapping of {of}")]
+
+
 def _mode(value: Any, modes: tuple[str, ...], where: str, at: Steps, code: str) -> list[Problem]:
     if value is None or value in modes:
         return []
@@ -166,17 +173,9 @@ def check_filesystem(raw: Any) -> list[Problem]:
             )
         )
     mapping = raw.get("mapping")
-    if mapping is not None:
-        if not isinstance(mapping, Mapping):
-            found.append(
-                Problem(
-                    ("mapping",),
-                    "mirror-type",
-                    f"{where}.mapping: expected a mapping of regex to replacement",
-                )
-            )
-        else:
-            found += _mapping(mapping, f"{where}.mapping", ("mapping",))
+    found += _expect_mapping(mapping, f"{where}.mapping", ("mapping",), "regex to replacement")
+    if isinstance(mapping, Mapping):
+        found += _mapping(mapping, f"{where}.mapping", ("mapping",))
     return found
 
 
@@ -332,28 +331,14 @@ def check_env(raw: Any) -> list[Problem]:
     env_file = raw.get("env_file")
     if env_file is not None and not isinstance(env_file, str):
         found.append(Problem(("env_file",), "mirror-type", f"{where}.env_file: expected a path"))
-    override = raw.get("override")
-    if override is not None and not isinstance(override, Mapping):
-        found.append(
-            Problem(
-                ("override",),
-                "mirror-type",
-                f"{where}.override: expected a mapping of names to values",
-            )
-        )
+    found += _expect_mapping(
+        raw.get("override"), f"{where}.override", ("override",), "names to values"
+    )
     mapping = raw.get("mapping")
-    if mapping is not None:
-        if not isinstance(mapping, Mapping):
-            found.append(
-                Problem(
-                    ("mapping",),
-                    "mirror-type",
-                    f"{where}.mapping: expected a mapping of regex to value",
-                )
-            )
-        else:
-            for pattern in mapping:
-                found += _regex(pattern, f"{where}.mapping key", ("mapping", pattern))[0]
+    found += _expect_mapping(mapping, f"{where}.mapping", ("mapping",), "regex to value")
+    if isinstance(mapping, Mapping):
+        for pattern in mapping:
+            found += _regex(pattern, f"{where}.mapping key", ("mapping", pattern))[0]
     return found
 
 
