@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ __all__ = [
     "INDEX_FORMAT",
     "INSTANCES_DIR",
     "LOCK_FILE",
+    "IndexedRepository",
     "InstanceRecord",
     "PackageIndex",
     "Readable",
@@ -217,6 +219,31 @@ def _dict(value: Any) -> dict[Any, Any]:
 
 
 # --- streaming with verification -------------------------------------------------------
+
+
+class IndexedRepository(ABC):
+    """The version questions of a backend that keeps this layout, each answered from the
+    package's index: the backend supplies `url` and `read_index`."""
+
+    @property
+    @abstractmethod
+    def url(self) -> str: ...
+
+    @abstractmethod
+    def read_index(self, package: str) -> PackageIndex:
+        """The package's index; `PackageNotFoundError` when the package does not exist."""
+
+    def resolve_version(self, package: str, version: str) -> str:
+        return self.read_index(package).resolve(version, where=self.url)
+
+    def describe(self, package: str) -> PackageDescription:
+        return self.read_index(package).describe()
+
+    def search_instances(self, package: str, tags: Sequence[str]) -> list[str]:
+        try:
+            return self.read_index(package).search(tags)
+        except PackageNotFoundError:
+            return []
 
 
 class Readable(Protocol):

@@ -34,6 +34,7 @@ from caproni_tasks.packages.index import (
     INDEX_FILE,
     INSTANCES_DIR,
     LOCK_FILE,
+    IndexedRepository,
     InstanceRecord,
     PackageIndex,
     check_package_name,
@@ -45,7 +46,6 @@ from caproni_tasks.packages.repository import (
     BackendUnavailableError,
     InstanceNotFoundError,
     NetworkOptions,
-    PackageDescription,
     PackageNotFoundError,
     RepositoryError,
 )
@@ -53,7 +53,7 @@ from caproni_tasks.packages.repository import (
 __all__ = ["BACKEND", "LocalRepository"]
 
 
-class LocalRepository:
+class LocalRepository(IndexedRepository):
     """The repository in directory ``root`` (created on first write)."""
 
     def __init__(self, root: Path | str, *, lock_timeout: float = 120.0) -> None:
@@ -118,9 +118,6 @@ class LocalRepository:
             raise BackendUnavailableError(f"cannot read {path}: {error}") from None
         return PackageIndex.from_json(raw, package=package, source=str(path))
 
-    def resolve_version(self, package: str, version: str) -> str:
-        return self.read_index(package).resolve(version, where=self.url)
-
     def known_size(self, package: str, instance_id: str) -> int | None:
         """The instance file's size from the index (a local read), None if unknown."""
         try:
@@ -128,18 +125,9 @@ class LocalRepository:
         except RepositoryError:
             return None
 
-    def describe(self, package: str) -> PackageDescription:
-        return self.read_index(package).describe()
-
     @property
     def writable(self) -> bool:
         return True
-
-    def search_instances(self, package: str, tags: Sequence[str]) -> list[str]:
-        try:
-            return self.read_index(package).search(tags)
-        except PackageNotFoundError:
-            return []
 
     def packages(self) -> list[str]:
         """Every package in the repository, sorted; a missing repository is an error

@@ -45,6 +45,7 @@ from caproni_tasks.packages.index import (
     CHUNK,
     INDEX_FILE,
     INSTANCES_DIR,
+    IndexedRepository,
     PackageIndex,
     check_package_name,
     copy_verified,
@@ -53,7 +54,6 @@ from caproni_tasks.packages.repository import (
     BackendUnavailableError,
     InstanceNotFoundError,
     NetworkOptions,
-    PackageDescription,
     PackageNotFoundError,
     ReadOnlyRepositoryError,
     RepositoryError,
@@ -102,7 +102,7 @@ class _Retryable(BackendUnavailableError):
     truncation)."""
 
 
-class HttpRepository:
+class HttpRepository(IndexedRepository):
     """The repository at ``url`` (``http://`` or ``https://``), read only. Thread safe.
 
     ``connect_timeout``, ``stall_timeout`` and ``deadline`` are in seconds (see the
@@ -232,12 +232,6 @@ class HttpRepository:
 
         return self._with_retries(attempt)
 
-    def resolve_version(self, package: str, version: str) -> str:
-        return self.read_index(package).resolve(version, where=self._base)
-
-    def describe(self, package: str) -> PackageDescription:
-        return self.read_index(package).describe()
-
     @property
     def writable(self) -> bool:
         return False
@@ -247,12 +241,6 @@ class HttpRepository:
             f"cannot list {self._base}: a static server has no listing of its packages "
             "(try pkg.describe --name PACKAGE)"
         )
-
-    def search_instances(self, package: str, tags: Sequence[str]) -> list[str]:
-        try:
-            return self.read_index(package).search(tags)
-        except PackageNotFoundError:
-            return []
 
     def register_instance(self, package_file: Path) -> str:
         raise self._read_only()
