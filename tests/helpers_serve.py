@@ -7,14 +7,14 @@
 
 The server runs uvicorn in a daemon thread on 127.0.0.1 with a free port; entering the
 block returns once it accepts connections, leaving it stops the server and waits for
-the thread. ``secret`` fixes the signing key (to forge or age signed URLs in tests);
-``finish_wait`` bounds how long FinishUpload waits for verification.
+the thread (`BackgroundServer` does both). ``secret`` fixes the signing key (to forge
+or age signed URLs in tests); ``finish_wait`` bounds how long FinishUpload waits for
+verification.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 
 from caproni_tasks.packages.serve.app import ServeConfig
 from caproni_tasks.packages.serve.runner import BackgroundServer
@@ -22,7 +22,7 @@ from caproni_tasks.packages.serve.runner import BackgroundServer
 __all__ = ["CipdServer"]
 
 
-class CipdServer:
+class CipdServer(BackgroundServer):
     def __init__(
         self,
         repo_dir: Path,
@@ -36,34 +36,16 @@ class CipdServer:
         repo_dir.mkdir(parents=True, exist_ok=True)
         self.repo_dir = repo_dir
         self.write_token = write_token
-        self.config = ServeConfig(
-            repository=repo_dir,
-            write_token=write_token,
-            secret=secret,
-            url_lifetime=url_lifetime,
-            finish_wait=finish_wait,
+        super().__init__(
+            ServeConfig(
+                repository=repo_dir,
+                write_token=write_token,
+                secret=secret,
+                url_lifetime=url_lifetime,
+                finish_wait=finish_wait,
+            )
         )
-        self._server = BackgroundServer(self.config)
-        self.url = self._server.url
 
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
-
-    def start(self) -> CipdServer:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> CipdServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Generator
 from types import TracebackType
+from typing import Self
 
 import uvicorn
 
@@ -118,7 +119,7 @@ class BackgroundServer:
         finally:
             self._listening.set()
 
-    def start(self, timeout: float = 30.0) -> BackgroundServer:
+    def start(self, timeout: float = 30.0) -> Self:
         self._thread.start()
         if not self._listening.wait(timeout) or not self._server.started:
             self.stop()
@@ -131,7 +132,7 @@ class BackgroundServer:
             self._thread.join(timeout)
         self._sock.close()
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
