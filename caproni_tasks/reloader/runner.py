@@ -287,13 +287,7 @@ async def _run_session(
             await control.close()
         if subreaper:
             await _stop_orphans(supervisor)
-        # Daemons that left both their group and our tree still carry the marker.
-        await asyncio.to_thread(stop_marked, writer.record.marker)
-        if handle_signals:
-            for signum in STOP_SIGNALS:
-                loop.remove_signal_handler(signum)
-        writer.enabled = False
-        remove_session(config.path)
+        await _end_session(writer, config, loop, handle_signals)
         reset_current_runner(hooks_token)
     if result.errors:
         result.exit_code = result.exit_code or 1
@@ -375,6 +369,18 @@ async def _finish_early(
     """End a session that never started its reloaders (a hook failed, or a signal)."""
     await supervisor.close()
     await variables.close()
+    await _end_session(writer, config, loop, handle_signals)
+
+
+async def _end_session(
+    writer: SessionWriter,
+    config: CaproniConfig,
+    loop: asyncio.AbstractEventLoop,
+    handle_signals: bool,
+) -> None:
+    """The last of every session, once its processes are stopped: daemons that left
+    both their group and our tree (they still carry the marker) stopped, the signal
+    handlers removed, the session state gone."""
     await asyncio.to_thread(stop_marked, writer.record.marker)
     if handle_signals:
         for signum in STOP_SIGNALS:
