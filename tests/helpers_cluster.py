@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helpers_session import InvokeSession
+
 STANDINS = Path(__file__).resolve().parent / "standins"
 MIRRORD_SCHEMA = Path(__file__).resolve().parent / "vendor" / "mirrord" / "mirrord-schema.json"
 
@@ -101,3 +103,22 @@ def mirrord_calls(log: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+class ClusterSession(InvokeSession):
+    """An `InvokeSession` with the kubectl and mirrord stand-ins on PATH: ``cluster``
+    is their cluster, ``mirrord_log`` what mirrord was called with (both in ``tmp``).
+    `end` stops `invoke run` and lets `invoke clean` restore the cluster."""
+
+    def __init__(
+        self, root: Path, subprocess_env: dict[str, str], tmp: Path, *, log: Path | None = None
+    ) -> None:
+        self.cluster = Cluster(tmp / "cluster.json")
+        self.mirrord_log = tmp / "mirrord.log"
+        super().__init__(
+            root, standin_env(subprocess_env, self.cluster.path, self.mirrord_log), log=log
+        )
+
+    def end(self) -> None:
+        self.kill()
+        self.invoke("clean")

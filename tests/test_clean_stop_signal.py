@@ -4,7 +4,6 @@ supervisor would have: its own stop signal (recorded in the session state), its
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers_processes import pid_alive, read_pid, wait_until
+from helpers_session import make_project, python_on_path, run_invoke, start_invoke_run
 
 from caproni_tasks.reloader.session import (
     ProcessRecord,
@@ -24,8 +24,6 @@ from caproni_tasks.reloader.session import (
 )
 
 pytestmark = [pytest.mark.timeout(90)]
-
-TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 
 #: A process that writes each signal it receives to ``NAME.got`` and exits on ``EXIT_ON``
 #: (``-``: on none); run as ``python3 signals.py NAME EXIT_ON``.
@@ -72,44 +70,16 @@ reloaders:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "tasks.py").write_text(TASKS_PY)
-    (root / "caproni.yaml").write_text(CONFIG)
-    (root / "signals.py").write_text(SIGNALS_PY)
+    root = make_project(tmp_path / "project", CONFIG, **{"signals.py": SIGNALS_PY})
     yield root
     clean_session(root / "caproni.yaml", grace=0.5)
-
-
-def _invoke(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_clean_stops_leftovers_with_their_own_stop_signal(
     project: Path, subprocess_env: dict[str, str]
 ) -> None:
-    subprocess_env = dict(subprocess_env)
-    subprocess_env["PATH"] = os.pathsep.join(
-        [str(Path(sys.executable).parent), subprocess_env.get("PATH", "")]
-    )
-    log = project / "run.log"
-    with log.open("wb") as out:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "run"],
-            cwd=project,
-            env=subprocess_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    subprocess_env = python_on_path(subprocess_env)
+    run = start_invoke_run(project, subprocess_env, project / "run.log")
     try:
         polite = wait_until(lambda: read_pid(project / "polite.pid"), 30)
         plain = wait_until(lambda: read_pid(project / "plain.pid"), 30)
@@ -134,7 +104,7 @@ def test_clean_stops_leftovers_with_their_own_stop_signal(
     assert pid_alive(polite) and pid_alive(plain)
 
     began = time.monotonic()
-    cleaned = _invoke(project, subprocess_env, "clean")
+    cleaned = run_invoke(project, subprocess_env, "clean")
     took = time.monotonic() - began
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     assert not pid_alive(polite) and not pid_alive(plain)
@@ -143,7 +113,7 @@ def test_clean_stops_leftovers_with_their_own_stop_signal(
     assert (project / "polite.got").read_text() == "SIGINT\n"
     assert (project / "plain.got").read_text() == "SIGTERM\n"
     assert took < 20, took
-    again = _invoke(project, subprocess_env, "clean")
+    again = run_invoke(project, subprocess_env, "clean")
     assert "nothing to clean" in again.stdout
 
 

@@ -4,18 +4,15 @@ with a real SIGINT by pid, the cluster restored afterwards."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_cluster import Cluster, deployment, mirrord_calls, standin_env
+from helpers_cluster import ClusterSession, deployment, mirrord_calls
 from helpers_processes import pid_alive, wait_until
 
 from caproni_tasks.config import load_config
@@ -62,78 +59,35 @@ def test_the_overlay_selects_the_fragment_and_the_mirror_reloader(project: Path)
     assert [r.name for r in select(plain, ["web"]).run] == ["web"]
 
 
-class Session:
-    def __init__(self, root: Path, env: dict[str, str], tmp: Path) -> None:
-        self.root = root
-        self.env = env
-        self.cluster = Cluster(tmp / "cluster.json")
-        self.mirrord_log = tmp / "mirrord.log"
-        self.log = tmp / "run.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def invoke(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "run", *args],
-                cwd=self.root,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return self.proc
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def status(self) -> dict[str, Any]:
-        result = self.invoke("status", "--json")
-        assert result.returncode == 0, result.stderr
-        data: dict[str, Any] = json.loads(result.stdout)
-        return data
-
-
 @pytest.fixture
-def session(project: Path, tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Session]:
-    env = standin_env(subprocess_env, tmp_path / "cluster.json", tmp_path / "mirrord.log")
-    env.pop("CAPRONI_EXAMPLE_GREETING", None)
-    made = Session(project, env, tmp_path)
+def session(
+    project: Path, tmp_path: Path, subprocess_env: dict[str, str]
+) -> Iterator[ClusterSession]:
+    made = ClusterSession(project, subprocess_env, tmp_path, log=tmp_path / "run.log")
+    made.env.pop("CAPRONI_EXAMPLE_GREETING", None)
     made.cluster.add(deployment("webservice", "example", replicas=2))
     try:
         yield made
     finally:
-        if made.proc is not None and made.proc.poll() is None:
-            made.proc.kill()
-            made.proc.wait(10)
-        made.invoke("clean")
+        made.end()
 
 
-def test_validate_passes_with_the_tools_on_path(session: Session) -> None:
+def test_validate_passes_with_the_tools_on_path(session: ClusterSession) -> None:
     result = session.invoke("validate")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "error" not in result.stdout
 
 
-def _serving(session: Session) -> bool:
-    if session.proc is not None and session.proc.poll() is not None:
-        raise AssertionError(f"invoke run ended early:\n{session.output}")
+def _serving(session: ClusterSession) -> bool:
     out = session.output
-    return "hello, server of caproni-example" in out and "assets of caproni-example" in out
+    return (
+        session.running()
+        and "hello, server of caproni-example" in out
+        and "assets of caproni-example" in out
+    )
 
 
-def test_run_only_the_mirror_reloader_against_the_standin_cluster(session: Session) -> None:
+def test_run_only_the_mirror_reloader_against_the_standin_cluster(session: ClusterSession) -> None:
     proc = session.start("--only", "web")
     wait_until(lambda: _serving(session), 60)
     out = session.output

@@ -10,16 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
-from helpers_cluster import MIRRORD_SCHEMA, Cluster, deployment, mirrord_calls, standin_env
+from helpers_cluster import MIRRORD_SCHEMA, ClusterSession, deployment, mirrord_calls
 from helpers_processes import pid_alive, wait_until
+from helpers_session import make_project
 
 pytestmark = [pytest.mark.timeout(120)]
-
-TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 
 CONFIG = """\
 version: 2
@@ -50,48 +48,7 @@ reloaders:
 """
 
 
-class Project:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.env = env
-        self.cluster = Cluster(root.parent / "cluster.json")
-        self.mirrord_log = root.parent / "mirrord.log"
-        self.log = root / "run.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def invoke(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "run", *args],
-                cwd=self.root,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return self.proc
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def status(self) -> dict[str, Any]:
-        result = self.invoke("status", "--json")
-        assert result.returncode == 0, result.stderr
-        data: dict[str, Any] = json.loads(result.stdout)
-        return data
-
+class Project(ClusterSession):
     def pid(self, name: str) -> int | None:
         path = self.root / "app" / f"{name}.pid"
         text = path.read_text().strip() if path.exists() else ""
@@ -100,27 +57,21 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Project]:
-    root = tmp_path / "project"
-    (root / "app").mkdir(parents=True)
-    (root / "tasks.py").write_text(TASKS_PY)
-    (root / "caproni.yaml").write_text(CONFIG)
-    env = standin_env(subprocess_env, tmp_path / "cluster.json", tmp_path / "mirrord.log")
-    made = Project(root, env)
+    root = make_project(tmp_path / "project", CONFIG)
+    (root / "app").mkdir()
+    made = Project(root, subprocess_env, tmp_path)
     made.cluster.add(deployment("webservice", "gitlab", replicas=3))
     try:
         yield made
     finally:
-        if made.proc is not None and made.proc.poll() is None:
-            made.proc.kill()
-            made.proc.wait(10)
-        made.invoke("clean")
+        made.end()
 
 
 def _running(project: Project) -> bool:
-    if project.proc is not None and project.proc.poll() is not None:
-        raise AssertionError(f"invoke run ended early:\n{project.output}")
     out = project.output
-    return "rails off" in out and "vite " in out and bool(project.pid("rails"))
+    return (
+        project.running() and "rails off" in out and "vite " in out and bool(project.pid("rails"))
+    )
 
 
 def _copy_calls(calls: list[list[str]]) -> list[list[str]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from helpers_processes import CapturedOutput, fast_options, pid_alive, read_pid, wait_until
+from helpers_session import InvokeSession, make_project, python_on_path
 
 from caproni_tasks.reloader import proctree
 from caproni_tasks.reloader.output import Output
@@ -30,8 +31,6 @@ from caproni_tasks.reloader.session import (
 )
 
 pytestmark = [pytest.mark.timeout(120)]
-
-TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 
 ONE_SHOT = """\
 version: 2
@@ -45,12 +44,11 @@ reloaders:
 """
 
 
-class Project:
+class Project(InvokeSession):
     """A project directory with `invoke` run the way users run it."""
 
     def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.env = env
+        super().__init__(root, env)
         self.started: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -60,16 +58,6 @@ class Project:
     @property
     def state(self) -> Path:
         return session_file(self.config)
-
-    def invoke(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
 
     def start_run(self) -> subprocess.Popen[bytes]:
         """`invoke run` with its stdout a pipe that the test reads (or does not)."""
@@ -85,21 +73,11 @@ class Project:
         self.started.append(proc)
         return proc
 
-    def status(self) -> dict[str, Any]:
-        result = self.invoke("status", "--json")
-        assert result.returncode == 0, result.stderr
-        data: dict[str, Any] = json.loads(result.stdout)
-        return data
-
 
 @pytest.fixture
 def project(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Project]:
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "tasks.py").write_text(TASKS_PY)
-    (root / "caproni.yaml").write_text(ONE_SHOT)
-    env = dict(subprocess_env)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    root = make_project(tmp_path / "project", ONE_SHOT)
+    env = python_on_path(subprocess_env)
     env.pop(proctree.MARKER_ENV, None)
     running = Project(root, env)
     try:

@@ -4,21 +4,16 @@ from other processes."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers_processes import pid_alive, read_pid, wait_until
+from helpers_session import InvokeSession, make_project, python_on_path
 
 pytestmark = [pytest.mark.timeout(90)]
-
-TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 
 DAEMON_PY = textwrap.dedent(
     """
@@ -49,90 +44,29 @@ reloaders:
 """
 
 
-class Session:
-    """An `invoke run` subprocess in a project directory, with its output in a file."""
-
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.project = project
-        self.env = env
-        self.log = project / "run.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def invoke(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "run", *args],
-                cwd=self.project,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return self.proc
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def status(self) -> dict[str, Any]:
-        result = self.invoke("status", "--json")
-        assert result.returncode == 0, result.stderr
-        data: dict[str, Any] = json.loads(result.stdout)
-        return data
-
-    def processes(self) -> dict[str, dict[str, Any]]:
-        return {
-            p["name"]: p for reloader in self.status()["reloaders"] for p in reloader["processes"]
-        }
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        from caproni_tasks.reloader.session import clean_session
-
-        clean_session(self.project / "caproni.yaml", grace=0.5)
-
-
 @pytest.fixture
-def session(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Session]:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text(TASKS_PY)
-    (project / "daemon.py").write_text(DAEMON_PY)
-    (project / "caproni.yaml").write_text(CONFIG)
-    subprocess_env = dict(subprocess_env)
-    subprocess_env["PATH"] = os.pathsep.join(
-        [str(Path(sys.executable).parent), subprocess_env.get("PATH", "")]
-    )
-    running = Session(project, subprocess_env)
+def session(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[InvokeSession]:
+    project = make_project(tmp_path / "project", CONFIG, **{"daemon.py": DAEMON_PY})
+    running = InvokeSession(project, python_on_path(subprocess_env), invoke_timeout=30)
     try:
         yield running
     finally:
-        running.stop()
+        running.kill()
+        from caproni_tasks.reloader.session import clean_session
+
+        clean_session(project / "caproni.yaml", grace=0.5)
 
 
-def _all_up(session: Session) -> bool:
+def _all_up(session: InvokeSession) -> bool:
     out = session.output
     return all(f"{name}-up" in out for name in ("tree", "daemon", "stubborn"))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_stop_signal_leaves_no_process_behind(session: Session, signum: int) -> None:
+def test_stop_signal_leaves_no_process_behind(session: InvokeSession, signum: int) -> None:
     proc = session.start()
     wait_until(lambda: _all_up(session), 30)
-    project = session.project
+    project = session.root
     grandchild = wait_until(lambda: read_pid(project / "gc.pid"))
     daemon = wait_until(lambda: read_pid(project / "daemon.pid"))
     leaders = [p["pid"] for p in session.processes().values()]
@@ -150,7 +84,7 @@ def test_stop_signal_leaves_no_process_behind(session: Session, signum: int) -> 
     assert session.status()["session"]["state"] == "none"
 
 
-def test_status_while_running_then_stale_after_sigkill_then_clean(session: Session) -> None:
+def test_status_while_running_then_stale_after_sigkill_then_clean(session: InvokeSession) -> None:
     before = session.invoke("status")
     assert before.returncode == 0 and "session: not running" in before.stdout
 
@@ -173,10 +107,10 @@ def test_status_while_running_then_stale_after_sigkill_then_clean(session: Sessi
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     pids = [p["pid"] for p in procs.values()]
-    grandchild = read_pid(session.project / "gc.pid")
+    grandchild = read_pid(session.root / "gc.pid")
     assert grandchild and pid_alive(grandchild)
     # Detached with setsid, re-parented to init: found by the session marker alone.
-    daemon = read_pid(session.project / "daemon.pid")
+    daemon = read_pid(session.root / "daemon.pid")
     assert daemon and pid_alive(daemon)
     stale = session.status()
     assert stale["session"]["state"] == "stale"
@@ -194,8 +128,8 @@ def test_status_while_running_then_stale_after_sigkill_then_clean(session: Sessi
     assert "nothing to clean" in again.stdout
 
 
-def test_run_refuses_a_config_with_errors(session: Session) -> None:
-    (session.project / "caproni.yaml").write_text(
+def test_run_refuses_a_config_with_errors(session: InvokeSession) -> None:
+    (session.root / "caproni.yaml").write_text(
         "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
         "        web:\n          command: true\n          restart: sometimes\n"
     )
@@ -206,14 +140,14 @@ def test_run_refuses_a_config_with_errors(session: Session) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_run_only_names_unknown_reloader(session: Session) -> None:
+def test_run_only_names_unknown_reloader(session: InvokeSession) -> None:
     result = session.invoke("run", "--only", "nope")
     assert result.returncode == 2
     assert "no reloader named nope (reloaders: app)" in result.stderr
 
 
-def test_run_exits_when_every_process_ended_for_good(session: Session) -> None:
-    (session.project / "caproni.yaml").write_text(
+def test_run_exits_when_every_process_ended_for_good(session: InvokeSession) -> None:
+    (session.root / "caproni.yaml").write_text(
         "version: 2\nreloaders:\n  once:\n    type: process\n    process:\n      processes:\n"
         "        job:\n          command: echo job-done\n"
     )
@@ -222,8 +156,8 @@ def test_run_exits_when_every_process_ended_for_good(session: Session) -> None:
     assert "job-done" in result.stdout
 
 
-def test_validate_and_status_with_an_uncloned_repository(session: Session) -> None:
-    (session.project / "caproni.yaml").write_text(
+def test_validate_and_status_with_an_uncloned_repository(session: InvokeSession) -> None:
+    (session.root / "caproni.yaml").write_text(
         "version: 2\n"
         "repositories:\n"
         "  app:\n"
@@ -250,8 +184,8 @@ def test_validate_and_status_with_an_uncloned_repository(session: Session) -> No
     assert "clone repository app first" in refused.stderr
 
 
-def test_second_interrupt_kills_at_once(session: Session) -> None:
-    (session.project / "caproni.yaml").write_text(
+def test_second_interrupt_kills_at_once(session: InvokeSession) -> None:
+    (session.root / "caproni.yaml").write_text(
         "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
         "        stubborn:\n"
         "          command: trap '' TERM; echo stubborn-up; while :; do sleep 0.1; done\n"
@@ -268,8 +202,8 @@ def test_second_interrupt_kills_at_once(session: Session) -> None:
     assert not pid_alive(pid)
 
 
-def test_status_reports_failed_after_max_restarts(session: Session) -> None:
-    (session.project / "caproni.yaml").write_text(
+def test_status_reports_failed_after_max_restarts(session: InvokeSession) -> None:
+    (session.root / "caproni.yaml").write_text(
         "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
         "        crashy:\n          command: echo crashing; exit 4\n          max_restarts: 1\n"
         "        steady:\n          command: echo steady-up; exec sleep 300\n"
@@ -292,10 +226,10 @@ def test_status_reports_failed_after_max_restarts(session: Session) -> None:
     assert proc.wait(30) == 0
 
 
-def test_status_of_a_running_session_while_its_config_is_broken(session: Session) -> None:
+def test_status_of_a_running_session_while_its_config_is_broken(session: InvokeSession) -> None:
     proc = session.start()
     wait_until(lambda: _all_up(session), 30)
-    (session.project / "caproni.yaml").write_text("version: 2\nreloaders: [oops\n")
+    (session.root / "caproni.yaml").write_text("version: 2\nreloaders: [oops\n")
     result = session.invoke("status", "--json")
     assert result.returncode == 1
     assert "has errors" in result.stderr
@@ -308,10 +242,10 @@ def test_status_of_a_running_session_while_its_config_is_broken(session: Session
     assert proc.wait(30) == 0
 
 
-def test_run_only_is_not_blocked_by_a_cluster_reloader_left_out(session: Session) -> None:
+def test_run_only_is_not_blocked_by_a_cluster_reloader_left_out(session: InvokeSession) -> None:
     """A real Caproni file has mirror reloaders out of edit mode: `--only` runs the
     process reloaders named, and nothing else is validated or mentioned."""
-    (session.project / "caproni.yaml").write_text(
+    (session.root / "caproni.yaml").write_text(
         "version: 2\ncluster: {name: dev}\nreloaders:\n"
         "  web:\n    type: mirror\n    mirror:\n"
         "      target: {namespace: default, kubernetes_type: deployment, name: web}\n"
@@ -331,10 +265,10 @@ def test_run_only_is_not_blocked_by_a_cluster_reloader_left_out(session: Session
     assert "depends on db.main, db.replica, which are not part of this session" in everything
 
 
-def test_run_ends_with_a_summary_when_everything_failed(session: Session) -> None:
+def test_run_ends_with_a_summary_when_everything_failed(session: InvokeSession) -> None:
     """A command that is not found fails for good; its dependant gives up; `invoke run`
     says so and exits 1 instead of sitting there silently."""
-    (session.project / "caproni.yaml").write_text(
+    (session.root / "caproni.yaml").write_text(
         "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
         "        api:\n          command: no-such-command-xyz --serve\n"
         "          max_restarts: 1\n          ready: {log: listening}\n"
@@ -350,10 +284,10 @@ def test_run_ends_with_a_summary_when_everything_failed(session: Session) -> Non
     assert "web-up" not in out
 
 
-def test_interrupt_while_waiting_for_readiness_leaves_nothing(session: Session) -> None:
+def test_interrupt_while_waiting_for_readiness_leaves_nothing(session: InvokeSession) -> None:
     """Ctrl-C during startup: the server's readiness never comes and its dependant still
     waits; the session stops at once, grandchild included, and removes its state."""
-    (session.project / "caproni.yaml").write_text(
+    (session.root / "caproni.yaml").write_text(
         "version: 2\nreloaders:\n  app:\n    type: process\n    process:\n      processes:\n"
         "        server:\n"
         "          command: sleep 300 & echo $$! > gc.pid; echo server-up; exec sleep 300\n"
@@ -363,7 +297,7 @@ def test_interrupt_while_waiting_for_readiness_leaves_nothing(session: Session) 
     )
     proc = session.start()
     wait_until(lambda: "waiting for server to be ready" in session.output, 30)
-    grandchild = wait_until(lambda: read_pid(session.project / "gc.pid"), 30)
+    grandchild = wait_until(lambda: read_pid(session.root / "gc.pid"), 30)
     server = wait_until(lambda: session.processes().get("server", {}).get("pid"), 30)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0, session.output
@@ -372,7 +306,7 @@ def test_interrupt_while_waiting_for_readiness_leaves_nothing(session: Session) 
     assert session.status()["session"]["state"] == "none"
 
 
-def test_config_option_points_at_a_file_elsewhere(session: Session, tmp_path: Path) -> None:
+def test_config_option_points_at_a_file_elsewhere(session: InvokeSession, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"
     other.mkdir()
     (other / "dev.yaml").write_text(

@@ -14,17 +14,15 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers_processes import pid_alive, wait_until
+from helpers_session import InvokeSession, make_project
 
 from caproni_tasks.config.dotenv import DotenvError, parse_dotenv
 from caproni_tasks.reloader.shellcmd import command_argv
 
 pytestmark = [pytest.mark.timeout(120)]
-
-TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 
 CONFIG = """\
 version: 2
@@ -54,46 +52,9 @@ SERVE_PY = textwrap.dedent(
 )
 
 
-class Project:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = root / "run.log"
-
-    def invoke(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def start(self) -> None:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "run"],
-                cwd=self.root,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def status(self) -> dict[str, Any]:
-        result = self.invoke("status", "--json")
-        data: dict[str, Any] = json.loads(result.stdout)
-        return data
-
-    def processes(self) -> dict[str, dict[str, Any]]:
-        return {
-            p["name"]: p for reloader in self.status()["reloaders"] for p in reloader["processes"]
-        }
-
+class Project(InvokeSession):
     def stop(self) -> None:
+        """SIGTERM to `invoke run`: a clean stop."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(30)
@@ -101,16 +62,18 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Project]:
-    root = tmp_path / "p"
-    root.mkdir()
-    (root / "tasks.py").write_text(TASKS_PY)
-    (root / "caproni.yaml").write_text(CONFIG)
-    (root / "serve.py").write_text(SERVE_PY)
-    (root / "app.env").write_text("# shared\nexport SHARED='from app.env'\nOWN=overridden\n")
-    (root / "web.env").write_text('OWN="from web.env" # own\nFROM_ENV=file\n')
+    root = make_project(
+        tmp_path / "p",
+        CONFIG,
+        **{
+            "serve.py": SERVE_PY,
+            "app.env": "# shared\nexport SHARED='from app.env'\nOWN=overridden\n",
+            "web.env": 'OWN="from web.env" # own\nFROM_ENV=file\n',
+        },
+    )
     env = dict(subprocess_env)
     env.pop("NO_COLOR", None)
-    handle = Project(root, env)
+    handle = Project(root, env, check_status=False)
     try:
         yield handle
     finally:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from helpers_processes import pid_alive, wait_until
+from helpers_session import InvokeSession, make_project
 
 from caproni_tasks.config import load_text
 from caproni_tasks.config.model import CaproniConfig
@@ -270,44 +270,14 @@ def test_status_not_ready_when_not_cloned_or_file_missing(project: Path, tools: 
 # -- invoke run ----------------------------------------------------------------------------------
 
 
-class Run:
+class Run(InvokeSession):
     def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.project = project
-        self.env = env
+        super().__init__(project, env)
         self.events_file = project / "skaffold-events.jsonl"
         self.env["SKAFFOLD_STANDIN_LOG"] = str(self.events_file)
-        self.log = project / "run.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def write(self, section: str = "") -> None:
-        (self.project / "caproni.yaml").write_text(config_text(section))
-
-    def start(self) -> subprocess.Popen[bytes]:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "run"],
-                cwd=self.project,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return self.proc
-
-    def invoke(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        (self.root / "caproni.yaml").write_text(config_text(section))
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         if not self.events_file.exists():
@@ -318,7 +288,7 @@ class Run:
 
 @pytest.fixture
 def run(project: Path, tools: Path, subprocess_env: dict[str, str]) -> Iterator[Run]:
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    make_project(project)
     env = dict(subprocess_env)
     env["PATH"] = os.pathsep.join(
         [str(tools), str(Path(sys.executable).parent), "/usr/bin", "/bin"]
@@ -327,9 +297,7 @@ def run(project: Path, tools: Path, subprocess_env: dict[str, str]) -> Iterator[
     try:
         yield running
     finally:
-        if running.proc is not None and running.proc.poll() is None:
-            running.proc.kill()
-            running.proc.wait(10)
+        running.kill()
         for event in running.events("start"):
             if pid_alive(event["pid"]):
                 os.kill(event["pid"], signal.SIGKILL)
@@ -344,7 +312,7 @@ def test_run_stops_skaffold_with_sigint_and_lets_it_clean_up(run: Run, signum: i
         *("dev", "-f", "skaffold.yaml", "-p", "dev", "-n", "web", "--port-forward=user"),
         *("--cleanup=true", "--status-check=true", "--tail=true"),
     ]
-    assert started["cwd"] == str(run.project / "repo")
+    assert started["cwd"] == str(run.root / "repo")
     wait_until(lambda: "Watching for changes..." in run.output, 30)
     proc.send_signal(signum)
     assert proc.wait(60) == 0, run.output
