@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers_session import make_project, run_invoke
 
 TOKEN = "publisher-secret"
 HOST_OS = {"linux": "linux", "darwin": "mac"}.get(sys.platform, sys.platform)
@@ -50,22 +51,13 @@ fuchsia/third_party/clang/${{platform}} latest
 
 
 def _invoke(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_invoke(project, env, *args, timeout=120)
 
 
 @pytest.fixture
 def server(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[str]:
     """`invoke pkg.serve` on a free port; yields its URL; SIGTERM to its pid at the end."""
-    serving = tmp_path / "serving"
-    serving.mkdir()
-    (serving / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    serving = make_project(tmp_path / "serving")
     env = {**subprocess_env, "PUBLISH_TOKEN": TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "invoke", "pkg.serve", "--repo", str(tmp_path / "repo"),
@@ -120,9 +112,7 @@ def _publish(
 def test_a_real_world_file_resolves_installs_verifies_and_re_resolves(
     server: str, tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    project = make_project(tmp_path / "project")
     # The same service URL the ensure file names, marked as a CIPD service.
     (project / "invoke.yaml").write_text(f"caproni:\n  cipd_services: [{server}]\n")
     env = {**subprocess_env, "INVOKE_CAPRONI_AUTH_TOKEN": TOKEN}

@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers_session import TASKS_PY, run_invoke
 
 from caproni_tasks.config import load_config
 from caproni_tasks.config.shellvars import ShellVarError, expand_shell
@@ -21,7 +20,6 @@ from caproni_tasks.reloader.selection import select
 pytestmark = [pytest.mark.timeout(120)]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -355,21 +353,10 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def invoke(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_validate_a_fragment_alone(project: Path, subprocess_env: dict[str, str]) -> None:
     fragment = project / "repos/app/caproni-project.yaml"
     fragment.write_text(textwrap.dedent(FRAGMENT.split("      web:")[0]))
-    result = invoke(project, subprocess_env, "validate", "--config", str(fragment))
+    result = run_invoke(project, subprocess_env, "validate", "--config", str(fragment))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{fragment}:6:17: notice: repository 'app' is not defined in" in result.stdout
 
@@ -377,7 +364,7 @@ def test_validate_a_fragment_alone(project: Path, subprocess_env: dict[str, str]
 def test_run_hooks_skipped_listing_and_prepare_digest(
     project: Path, subprocess_env: dict[str, str]
 ) -> None:
-    first = invoke(project, subprocess_env, "run")
+    first = run_invoke(project, subprocess_env, "run")
     out = first.stdout
     assert first.returncode == 0, out + first.stderr
     assert "not running web (mirror): edit mode is off" in out
@@ -391,14 +378,14 @@ def test_run_hooks_skipped_listing_and_prepare_digest(
     assert main and prep and serve and main.start() < prep.start() < serve.start()
     assert re.search(r"one +\| one", out)
 
-    second = invoke(project, subprocess_env, "run")
+    second = run_invoke(project, subprocess_env, "run")
     assert not re.search(r"hooks:app +\| prep", second.stdout)  # prepare ran once
     assert re.search(r"hooks +\| main", second.stdout)  # start hooks run every time
-    forced = invoke(project, subprocess_env, "run", "--prepare")
+    forced = run_invoke(project, subprocess_env, "run", "--prepare")
     assert re.search(r"hooks:app +\| prep", forced.stdout)
     fragment = project / "repos/app/caproni-project.yaml"
     fragment.write_text(textwrap.dedent(FRAGMENT).replace("echo prep", "echo prep2"))
-    changed = invoke(project, subprocess_env, "run")
+    changed = run_invoke(project, subprocess_env, "run")
     assert re.search(r"hooks:app +\| prep2", changed.stdout)  # the hook list changed
 
 
@@ -408,7 +395,7 @@ def test_a_failing_hook_stops_the_run_with_its_exit_code(
     (project / "caproni.yaml").write_text(
         textwrap.dedent(MAIN).replace('"echo main"', '"echo about to fail; exit 7"')
     )
-    result = invoke(project, subprocess_env, "run")
+    result = run_invoke(project, subprocess_env, "run")
     assert result.returncode == 7, result.stdout + result.stderr
     assert re.search(r"hooks +\| about to fail", result.stdout)
     assert "failed with exit code 7" in result.stderr
@@ -421,7 +408,7 @@ def test_run_with_only_edit_mode_reloaders_says_how_to_enable(
 ) -> None:
     root = tmp_path / "p"
     write(root, {"tasks.py": TASKS_PY, "caproni.yaml": "version: 2\n" + _mirror_only()})
-    result = invoke(root, subprocess_env, "run")
+    result = run_invoke(root, subprocess_env, "run")
     assert result.returncode == 1
     assert "no reloaders to run" in result.stderr
     assert "reloaders: {web: {edit_mode: true}}" in result.stderr
@@ -440,7 +427,7 @@ def test_hook_env_carries_the_session_marker(project: Path, subprocess_env: dict
     )
     env = dict(subprocess_env)
     env.pop("CAPRONI_TASKS_SESSION", None)
-    result = invoke(project, env, "run")
+    result = run_invoke(project, env, "run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "marker=" in result.stdout and "marker=\n" not in result.stdout
     assert os.environ.get("CAPRONI_TASKS_SESSION") is None

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers_session import make_project
 from invoke.program import Program
 
 import caproni_tasks
@@ -217,7 +218,7 @@ def test_bundled_example_is_canonical(capsys: pytest.CaptureFixture[str]) -> Non
 def test_fmt_as_a_real_process(
     tmp_path: Path, subprocess_env: dict[str, str], invoke_cmd: list[str]
 ) -> None:
-    (tmp_path / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    make_project(tmp_path)
     (tmp_path / "tools.ensure").write_text(MESSY)
     check = subprocess.run(
         [*invoke_cmd, "ensure.fmt", "--check"],
@@ -244,7 +245,7 @@ def test_fmt_as_a_real_process(
 def test_configured_ensure_file_is_the_default(
     tmp_path: Path, subprocess_env: dict[str, str], invoke_cmd: list[str]
 ) -> None:
-    (tmp_path / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    make_project(tmp_path)
     (tmp_path / "invoke.yaml").write_text("caproni:\n  ensure_file: deps/my.ensure\n")
     (tmp_path / "deps").mkdir()
     (tmp_path / "deps" / "my.ensure").write_text(MESSY)

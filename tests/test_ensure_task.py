@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from helpers_packages import File, FileSpec, StaticServer, publish, raw_package
+from helpers_session import TASKS_PY, run_invoke
 
 from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.format import instance_id_of_file
 from caproni_tasks.packages.index import InstanceRecord, PackageIndex
-
-TASKS_PY = "import caproni_tasks\nns = caproni_tasks.namespace()\n"
 
 
 @pytest.fixture
@@ -39,14 +38,7 @@ def server(repo_dir: Path) -> Iterator[StaticServer]:
 def invoke(
     project: Path, env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_invoke(project, env, *args, timeout=timeout)
 
 
 PAUSING_INVOKE = Path(__file__).with_name("pausing_invoke.py")

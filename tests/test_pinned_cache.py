@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from helpers_packages import publish
+from helpers_session import make_project
 
 PROBE = """\
 import sys
@@ -37,9 +38,7 @@ def _run(project: Path, env: dict[str, str], *args: str) -> subprocess.Completed
 def test_unchanged_pinned_files_are_not_parsed_and_changes_are_seen(
     tmp_path: Path, repo_dir: Path, subprocess_env: dict[str, str]
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    project = make_project(tmp_path / "project")
     publish(repo_dir, "t/a", {"a.txt": "a v1"}, refs=["latest"])
     publish(repo_dir, "t/b", {"b.txt": "b"}, refs=["latest"])
     ensure = project / "tools.ensure"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers_packages import File, Link, StaticServer, write_tree
+from helpers_session import make_project
 from invoke.program import Program
 
 import caproni_tasks
@@ -274,7 +275,7 @@ def test_subprocess_with_configured_service_url(
 ) -> None:
     project = tmp_path / "project"
     (project / "sub").mkdir(parents=True)
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    make_project(project)
     (project / "invoke.yaml").write_text("caproni:\n  service_url: packages\n")
 
     def invoke(*argv: str) -> subprocess.CompletedProcess[str]:

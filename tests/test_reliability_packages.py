@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers_packages import File, FileSpec, Link, manifest_json, publish, raw_package
+from helpers_session import make_project
 from test_ensure_task import invoke, wait_for
 from test_install_core import plant, tree
 
@@ -97,9 +98,7 @@ FILES: dict[str, FileSpec] = {f"share/f{i:02}.txt": f"file {i}" for i in range(2
 def test_killed_while_removing_then_listed_again_converges(
     point: str, tmp_path: Path, repo_dir: Path, subprocess_env: dict[str, str]
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    project = make_project(tmp_path / "project")
     publish(repo_dir, "t/keep", {"k.txt": "k"}, refs=["latest"])
     publish(repo_dir, "t/gone", FILES, refs=["latest"])
     env = {**subprocess_env, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
@@ -229,9 +228,7 @@ def test_more_data_than_declared_stops_extraction(
 def test_bomb_limits_from_invoke_settings(
     tmp_path: Path, repo_dir: Path, subprocess_env: dict[str, str]
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    project = make_project(tmp_path / "project")
     (project / "invoke.yaml").write_text("caproni:\n  max_package_size: 1000\n")
     publish(repo_dir, "t/p", {"a.txt": "x" * 5000}, refs=["latest"])
     (project / "tools.ensure").write_text(f"$ServiceURL {repo_dir.as_uri()}\nt/p latest\n")
@@ -323,9 +320,7 @@ def test_a_deep_package_index_is_one_line(repo_dir: Path) -> None:
 
 @pytest.fixture
 def project(tmp_path: Path, repo_dir: Path) -> Path:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    project = make_project(tmp_path / "project")
     publish(repo_dir, "t/p", {"a.txt": "a"}, refs=["latest"])
     (project / "tools.ensure").write_text(f"$ServiceURL {repo_dir.as_uri()}\nt/p latest\n")
     return project

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers_processes import wait_until
+from helpers_session import run_invoke, start_invoke_run
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -32,27 +33,11 @@ def test_demo_runs_and_reloads(tmp_path: Path, subprocess_env: dict[str, str]) -
     env = dict(subprocess_env)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
 
-    validate = subprocess.run(
-        [sys.executable, "-m", "invoke", "validate"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    validate = run_invoke(project, env, "validate", timeout=30)
     assert validate.returncode == 0, validate.stdout + validate.stderr
 
     log = project / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "run"],
-            cwd=project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = start_invoke_run(project, env, log)
 
     def text() -> str:
         return log.read_text(errors="replace")

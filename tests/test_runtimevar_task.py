@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from helpers_session import make_project
 from invoke.program import Program
 
 import caproni_tasks
@@ -144,7 +145,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    make_project(tmp_path)
     return tmp_path
 
 

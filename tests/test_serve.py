@@ -19,6 +19,7 @@ import httpx
 import pytest
 from helpers_packages import build, publish, raw_package
 from helpers_serve import CipdServer
+from helpers_session import make_project
 
 from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.cipd_protocol import XSSI_PREFIX, object_ref
@@ -687,9 +688,7 @@ def test_invoke_pkg_serve_subprocess(
     invoke_cmd: list[str],
     subprocess_env: dict[str, str],
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    project = make_project(tmp_path / "project")
     subprocess_env["CAPRONI_SERVE_WRITE_TOKEN"] = TOKEN
     child = subprocess.Popen(
         [*invoke_cmd, "pkg.serve", "--repo", str(repo_dir), "--port", "0"],
@@ -721,9 +720,7 @@ def test_invoke_pkg_serve_subprocess(
 def test_invoke_pkg_serve_refusals(
     tmp_path: Path, invoke_cmd: list[str], subprocess_env: dict[str, str]
 ) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    project = make_project(tmp_path / "project")
     subprocess_env.pop("CAPRONI_SERVE_WRITE_TOKEN", None)
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
