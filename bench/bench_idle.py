@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from helpers_session import TASKS_PY, start_invoke_run  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -33,7 +35,7 @@ def threads(pid: int) -> int:
 
 
 def make_project(root: Path, processes: int) -> None:
-    (root / "tasks.py").write_text("import caproni_tasks\nns = caproni_tasks.namespace()\n")
+    (root / "tasks.py").write_text(TASKS_PY)
     lines = ["version: 2", "reloaders:", "  idle:", "    type: process", "    process:"]
     lines.append("      processes:")
     for i in range(processes):
@@ -63,16 +65,7 @@ def main() -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         log = root / "run.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "run"],
-                cwd=root,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        proc = start_invoke_run(root, env, log)
         try:
             deadline = time.monotonic() + 60
             while log.read_text(errors="replace").count("| up-") < args.processes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,18 +19,9 @@ from pathlib import Path
 from caproni_tasks.reloader.globs import PathMatcher
 from caproni_tasks.reloader.watching import WatchHub
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-def kernel_watches() -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
-                continue
-            with open(f"/proc/self/fdinfo/{fd}") as info:
-                count += sum(1 for line in info if line.startswith("inotify wd"))
-        except OSError:
-            continue
-    return count
+from test_fswatch import kernel_watches
 
 
 async def measure(root: Path, pattern: str) -> tuple[int, int, float]:
