@@ -10,11 +10,16 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
 
 __all__ = [
     "TASKS_PY",
     "InvokeSession",
+    "invoke_captured",
+    "invoke_exit_code",
     "make_project",
     "python_on_path",
     "run_invoke",
@@ -35,6 +40,37 @@ def make_project(root: Path, config: str | None = None, **files: str) -> Path:
     for name, text in files.items():
         (root / name).write_text(text)
     return root
+
+
+def invoke_exit_code(argv: list[str]) -> int:
+    """Run the CLI in-process (`invoke ARGV` over every task); the exit code it would end
+    with (1 for an exit with a message)."""
+    from invoke.program import Program
+
+    import caproni_tasks
+
+    program = Program(namespace=caproni_tasks.namespace(), version="test")
+    try:
+        program.run(["invoke", *argv])
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    return 0
+
+
+def invoke_captured(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; its exit code, stdout and stderr (read from ``capsys``)."""
+    from invoke.program import Program
+
+    import caproni_tasks
+
+    program = Program(namespace=caproni_tasks.namespace(), version="test")
+    code = 0
+    try:
+        program.run(["invoke", *argv])
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def python_on_path(env: Mapping[str, str]) -> dict[str, str]:

@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 from helpers_packages import File, build
-from invoke.program import Program
+from helpers_session import invoke_captured
 
-import caproni_tasks
 from caproni_tasks.packages.backends import open_repository
 from caproni_tasks.packages.backends.cipd import (
     CipdAuthError,
@@ -588,15 +587,7 @@ def test_publish_uploads_in_chunks_resumes_and_retries_not_ready(
 # --- through the tasks ------------------------------------------------------------------------
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    program = Program(namespace=caproni_tasks.namespace(), version="test")
-    code = 0
-    try:
-        program.run(["invoke", *argv])
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+run = invoke_captured
 
 
 def test_ensure_installs_from_the_service_and_reports_errors_as_json(

@@ -12,11 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers_session import invoke_exit_code
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from invoke.program import Program
 
-import caproni_tasks
 from caproni_tasks.ensure import EnsureParseError, format_keeping_comments, parse
 
 LICENSED = """\
@@ -208,13 +207,7 @@ def test_the_documented_example_is_what_fmt_writes() -> None:
 # --- the task --------------------------------------------------------------------------
 
 
-def run(argv: list[str]) -> int:
-    program = Program(namespace=caproni_tasks.namespace(), version="test")
-    try:
-        program.run(["invoke", *argv])
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 1
-    return 0
+run = invoke_exit_code
 
 
 def test_fmt_keeps_comments_and_check_passes_on_commented_files(

@@ -8,10 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers_session import make_project
-from invoke.program import Program
+from helpers_session import invoke_exit_code, make_project
 
-import caproni_tasks
 from caproni_tasks.ensure import host_template_args
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,14 +17,7 @@ CANONICAL = "$VerifiedPlatform linux-amd64\n\nb/pkg  latest\n\n@Subdir x\na  v:1
 MESSY = "$VerifiedPlatform   linux-amd64\n@Subdir x\na v:1\n@Subdir\nb/pkg latest\n"
 
 
-def run(argv: list[str]) -> int:
-    """Run the CLI in-process; the exit code it would end with."""
-    program = Program(namespace=caproni_tasks.namespace(), version="test")
-    try:
-        program.run(["invoke", *argv])
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 1
-    return 0
+run = invoke_exit_code
 
 
 @pytest.fixture

@@ -8,25 +8,15 @@ from pathlib import Path
 
 import pytest
 from helpers_packages import File, Link, StaticServer, write_tree
-from helpers_session import make_project
-from invoke.program import Program
+from helpers_session import invoke_captured, make_project
 
-import caproni_tasks
 from caproni_tasks.packages.backends.directory import LocalRepository
 from caproni_tasks.packages.format import PackageReader, instance_id_of_file
 
 Result = tuple[int, str, str]
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
-    program = Program(namespace=caproni_tasks.namespace(), version="test")
-    code = 0
-    try:
-        program.run(["invoke", *argv])
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+run = invoke_captured
 
 
 @pytest.fixture
