@@ -528,3 +528,31 @@ def test_unwritable_outputs_are_one_clear_error(
     assert done.stderr.startswith(f"cannot write the versions file {project}/a-file/")
     assert "Traceback" not in done.stderr
     assert (project / "a-file").read_text() == "not a directory\n"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--jobs", "abc", "--jobs 'abc': expected a whole number"),
+        ("--lock-timeout", "-1", "--lock-timeout"),
+        ("--paranoid", "Bogus", "--paranoid 'Bogus': choose one of"),
+    ],
+)
+def test_a_bad_flag_value_with_json_writes_the_error_there(
+    project: Path,
+    repo_dir: Path,
+    subprocess_env: dict[str, str],
+    flag: str,
+    value: str,
+    expected: str,
+) -> None:
+    """A usage error is one line and exit 2, and --json FILE gets it as any error."""
+    publish(repo_dir, "tools/main", V1, refs=["latest"])
+    write_ensure(project, repo_dir.as_uri(), "tools/main latest")
+    done = invoke(project, subprocess_env, "ensure", "--json", "out.json", flag, value)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(expected), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    written = json.loads((project / "out.json").read_text())
+    assert written == {"error": done.stderr.strip(), "error_code": "bad_argument_error"}
+    assert not (project / ".tools").exists()

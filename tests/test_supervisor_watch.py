@@ -17,10 +17,19 @@ from helpers_processes import (
 )
 
 from caproni_tasks.config.model import ProcessRef
+from caproni_tasks.fswatch import BACKEND_ENV
 from caproni_tasks.reloader.globs import PathMatcher, glob_regex, watch_roots
 
 pytestmark = [pytest.mark.timeout(60)]
 __all__ = ["anyio_backend"]
+
+
+@pytest.fixture(autouse=True, params=["inotify", "notify"])
+def watch_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on inotify and on watchfiles' notifier (the macOS path)."""
+    backend: str = request.param
+    monkeypatch.setenv(BACKEND_ENV, backend)
+    return backend
 
 
 @pytest.mark.parametrize(

@@ -124,9 +124,10 @@ class WatchHub:
         wanted: set[str] = set()
         for watcher in self._watchers:
             wanted.update(self._plan(watcher.matcher))
-        for path in [p for p in self._dirs if p not in wanted]:
-            self._dirs.pop(path).close()
-        self._watch_all(sorted(wanted, key=len))
+        with LAYER.batch():  # one rebuild of a notifier for the whole change
+            for path in [p for p in self._dirs if p not in wanted]:
+                self._dirs.pop(path).close()
+            self._watch_all(sorted(wanted, key=len))
         self._live.set()
 
     def _plan(self, matcher: PathMatcher) -> set[str]:
@@ -144,16 +145,17 @@ class WatchHub:
     def _watch_all(self, paths: list[str]) -> None:
         failed: list[Path] = []
         error: BaseException | None = None
-        for path in paths:
-            if path in self._dirs:
-                continue
-            try:
-                self._dirs[path] = LAYER.watch(path, self._from_layer, poll=self.force_polling)
-            except FileNotFoundError:
-                continue  # gone since it was listed: its parent's event says so
-            except OSError as exc:
-                failed.append(Path(path))
-                error = exc
+        with LAYER.batch():
+            for path in paths:
+                if path in self._dirs:
+                    continue
+                try:
+                    self._dirs[path] = LAYER.watch(path, self._from_layer, poll=self.force_polling)
+                except FileNotFoundError:
+                    continue  # gone since it was listed: its parent's event says so
+                except OSError as exc:
+                    failed.append(Path(path))
+                    error = exc
         if error is not None and self.on_error is not None:
             self.on_error(failed, error)
 
@@ -260,8 +262,9 @@ class WatchHub:
         for watcher in self._watchers:
             if watcher.timer is not None:
                 watcher.timer.cancel()
-        for watch in self._dirs.values():
-            watch.close()
+        with LAYER.batch():
+            for watch in self._dirs.values():
+                watch.close()
         self._dirs.clear()
         if self._listening:
             LAYER.notice_listeners.remove(self._notice)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
+from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from caproni_tasks.tasks._common import (
@@ -73,13 +74,17 @@ def install(
     from caproni_tasks.packages.pinning import PinningError
     from caproni_tasks.packages.progress import make_reporter
 
-    json_path = output_path(json, "--json") if json else None
-    workers = int_option(jobs, "--jobs", minimum=1, maximum=MAX_JOBS) or int_option(
-        setting(c, "jobs"), "caproni.jobs", minimum=1, maximum=MAX_JOBS, default=4
-    )
-    wait_seconds = int_option(lock_timeout, "--lock-timeout", minimum=0, default=600)
-    if paranoid and paranoid not in PARANOID_MODES:
-        fail(f"--paranoid {paranoid!r}: choose one of {', '.join(PARANOID_MODES)}")
+    json_path = output_path(json, "--json") if json else None  # first: errors go there
+    try:
+        workers = int_option(jobs, "--jobs", minimum=1, maximum=MAX_JOBS) or int_option(
+            setting(c, "jobs"), "caproni.jobs", minimum=1, maximum=MAX_JOBS, default=4
+        )
+        wait_seconds = int_option(lock_timeout, "--lock-timeout", minimum=0, default=600)
+        if paranoid and paranoid not in PARANOID_MODES:
+            fail(f"--paranoid {paranoid!r}: choose one of {', '.join(PARANOID_MODES)}", 2)
+    except Exit as exc:  # a bad flag value: exit 2, and the JSON says so as for any error
+        _write_json(json_path, {"error": str(exc.message), "error_code": "bad_argument_error"})
+        raise
     try:
         source = _source_loader(c, ensure_file)
         repository = _repository_factory(c, source, service_url, cache_dir)
