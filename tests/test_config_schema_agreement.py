@@ -120,6 +120,14 @@ EDGES: list[tuple[str, str]] = [
         ("version: 2\n" + PROCESS % (f"{{command: x, stop_signal: {v}}}"), "signal")
         for v in ("TERM", "SIGINT", "hup", "sigquit", "NOPE")
     ),
+    *(
+        ("version: 2\n" + PROCESS % (f"{{command: x, env_file: {v}}}"), "env_file")
+        for v in ("a.env", "[a.env]", "[a.env, b.env]", "[]", '""', "[a.env, '']", "{a: b}", "1")
+    ),
+    *(
+        (f"version: 2\nreloaders: {{a: {{type: process, env_file: {v}}}}}", "env_file")
+        for v in ("a.env", "[a.env, b.env]", "[]", "[[a.env]]", "[a.env, {b: c}]", "''")
+    ),
     ("version: 2\nlifecycle_hooks: [{type: edit_mode_start, script: x}]", "hooks"),
     ("version: 2\nlifecycle_hooks: [{type: on_start, script: x}]", "hooks"),
     ("version: 2\nlifecycle_hooks: [{type: edit_mode_prepare}]", "hooks"),

@@ -125,8 +125,8 @@ class Builder:
     #: Sections that failed the schema: references into them are not reported, as the
     #: schema error already was and "unknown name" would only be noise.
     _broken: set[str] = field(default_factory=set)
-    #: Each reloader's ``env_file`` (absolute), for its processes.
-    _reloader_env_files: dict[str, Path] = field(default_factory=dict)
+    #: Each reloader's ``env_file`` files (absolute, in order), for its processes.
+    _reloader_env_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
 
     # -- reporting ---------------------------------------------------------------
 
@@ -179,9 +179,8 @@ class Builder:
                         f"{defined})",
                     )
             kind = str(entry["type"])
-            env_file = _join(directory, str(entry["env_file"])) if entry.get("env_file") else None
-            if env_file is not None:
-                self._reloader_env_files[name] = env_file
+            env_files = _env_paths(directory, entry.get("env_file"))
+            self._reloader_env_files[name] = env_files
             reloaders[name] = ReloaderSpec(
                 name=name,
                 type=kind,
@@ -190,7 +189,7 @@ class Builder:
                 edit_mode=bool(entry.get("edit_mode", False)),
                 settings=self._settings(name, kind, entry.get(kind, {}), directory),
                 location=self.at(path, key=True),
-                env_file=env_file,
+                env_files=env_files,
             )
         reloaders = self._resolve_dependencies(reloaders, raw_reloaders)
         return CaproniConfig(
@@ -253,11 +252,8 @@ class Builder:
         return spec
 
     def _env_files(self, reloader: str, own: Any, base: Path) -> tuple[Path, ...]:
-        """The reloader's env file, then the process's own (relative to ``base``)."""
-        files = [self._reloader_env_files[reloader]] if reloader in self._reloader_env_files else []
-        if own:
-            files.append(_join(base, str(own)))
-        return tuple(files)
+        """The reloader's env files, then the process's own (relative to ``base``)."""
+        return (*self._reloader_env_files.get(reloader, ()), *_env_paths(base, own))
 
     def _ready(self, raw: Any, path: YamlPath) -> ReadyCheck | None:
         if not raw:
@@ -471,3 +467,12 @@ def _entries(raw: Any, keep_invalid: bool = False) -> list[tuple[str, Any]]:
 
 def _join(base: Path, relative: str) -> Path:
     return Path(os.path.normpath(base / Path(relative).expanduser()))
+
+
+def _env_paths(base: Path, raw: Any) -> tuple[Path, ...]:
+    """``env_file:`` as written (one path, a list of paths, or nothing) as absolute
+    paths, in order."""
+    if raw is None or raw == "":
+        return ()
+    items = raw if isinstance(raw, list | tuple) else [raw]
+    return tuple(_join(base, str(item)) for item in items if str(item))

@@ -23,6 +23,7 @@ from caproni_tasks.config.spec import (
     ListOf,
     MapOf,
     Node,
+    OneOrList,
     Pattern,
     Reloader,
     SignalName,
@@ -123,6 +124,9 @@ def _shape(node: Node) -> dict[str, Any]:
         }
     if isinstance(node, ListOf):
         return {"type": ["array", "null"], "items": _node(node.item)}
+    if isinstance(node, OneOrList):
+        item = _node(node.item)
+        return {"anyOf": [item, {"type": "array", "items": item}]}
     raise TypeError(f"no JSON Schema form for {type(node).__name__}")
 
 

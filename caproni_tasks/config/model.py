@@ -65,8 +65,8 @@ class ProcessSpec:
     depends_on: tuple[ProcessRef, ...] = ()
     runtimevars: frozenset[str] = frozenset()  # names used as ${runtimevar:NAME}
     location: Location | None = None
-    #: dotenv files read at each start, in order (the reloader's ``env_file``, then the
-    #: process's), absolute; ``env`` wins over them.
+    #: dotenv files read at each start, in order (the reloader's ``env_file`` files, then
+    #: the process's), absolute; a later file wins, ``env`` wins over them all.
     env_files: tuple[Path, ...] = ()
 
     def render(self, values: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -125,8 +125,9 @@ class ReloaderSpec:
     #: mapping of the YAML as loaded, for a kind without a builder).
     settings: KindSettings = field(default_factory=dict)
     location: Location | None = None
-    #: The reloader's ``env_file`` (absolute): variables for every one of its processes.
-    env_file: Path | None = None
+    #: The reloader's ``env_file`` files (absolute, in order; a later file wins):
+    #: variables for every one of its processes.
+    env_files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

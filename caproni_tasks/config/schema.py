@@ -19,6 +19,7 @@ from caproni_tasks.config.spec import (
     Integer,
     ListOf,
     MapOf,
+    OneOrList,
     Pattern,
     Reloader,
     SignalName,
@@ -106,10 +107,11 @@ ENV = MapOf(
     description="Environment variables added to the process's environment; values expand "
     "${NAME} and ${runtimevar:NAME} like the command.",
 )
-ENV_FILE = Text(
-    nonempty=True,
-    description="A dotenv file (KEY=VALUE lines, quotes, # comments, export prefix) "
-    "relative to the reloader's directory, read at each start; env: wins over it.",
+ENV_FILE = OneOrList(
+    Text(nonempty=True, description="A dotenv file, relative to the reloader's directory."),
+    description="A dotenv file (KEY=VALUE lines, quotes, # comments, export prefix), or a "
+    "list of them applied in order (a later file wins), relative to the reloader's "
+    "directory, read at each start; env: wins over them.",
 )
 GLOBS = ListOf(Text(nonempty=True), description="Glob patterns relative to the directory.")
 
@@ -192,8 +194,9 @@ RELOADER = Reloader(
         "edit_mode": Field(Boolean(), default=False),
         "env_file": Field(
             ENV_FILE,
-            description="A dotenv file, relative to the reloader's directory, whose "
-            "variables every process of the reloader gets (its own env_file and env win).",
+            description="A dotenv file, or a list of them applied in order (a later file "
+            "wins), relative to the reloader's directory, whose variables every process of "
+            "the reloader gets (its own env_file and env win).",
         ),
     },
     description="A reloader: type, repository and a section named after the type.",

@@ -27,6 +27,7 @@ __all__ = [
     "ListOf",
     "MapOf",
     "Node",
+    "OneOrList",
     "Pattern",
     "Reloader",
     "Scalar",
@@ -308,6 +309,15 @@ class MapOf(Node):
 @dataclass(frozen=True)
 class ListOf(Node):
     item: Node
+
+
+@dataclass(frozen=True)
+class OneOrList(Node):
+    """One scalar, or a list of scalars of the same shape (``env_file: a.env`` or
+    ``env_file: [a.env, b.env]``); the loader's data is the scalar or the list as
+    written (an empty list is fine: none)."""
+
+    item: Scalar
 
 
 @dataclass(frozen=True)

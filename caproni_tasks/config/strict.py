@@ -21,6 +21,7 @@ from caproni_tasks.config.spec import (
     ListOf,
     MapOf,
     Node,
+    OneOrList,
     Reloader,
     Scalar,
     Struct,
@@ -116,6 +117,8 @@ def _compile(node: Node) -> Any:
         return sy.EmptyDict() | sy.MapPattern(compile_node(node.key), value)
     if isinstance(node, ListOf):
         return sy.EmptyList() | sy.Seq(compile_node(node.item))
+    if isinstance(node, OneOrList):
+        return compile_node(node.item) | sy.Seq(compile_node(node.item))
     raise TypeError(f"no strictyaml form for {type(node).__name__}")
 
 
@@ -130,6 +133,8 @@ def expected(node: Node) -> str:
         return node.describe()
     if isinstance(node, ListOf):
         return "a list (one '- item' per line, or [a, b])"
+    if isinstance(node, OneOrList):
+        return f"{node.item.describe()} or a list of them"
     if isinstance(node, Struct) and node.fields:
         return "a mapping with keys " + ", ".join(node.fields)
     return "a mapping"
@@ -348,7 +353,7 @@ def _node_at(root: Node, steps: list[str | int]) -> Node | None:
             node = spec.node if spec is not None else None
         elif isinstance(node, MapOf):
             node = node.value
-        elif isinstance(node, ListOf):
+        elif isinstance(node, ListOf | OneOrList):
             node = node.item
         else:
             return None

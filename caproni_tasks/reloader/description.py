@@ -20,7 +20,13 @@ from caproni_tasks.config.model import ProcessRef, ReadyCheck, RestartPolicy
 if TYPE_CHECKING:
     from caproni_tasks.config.model import ProcessSpec
 
-__all__ = ["ProcessDescription", "ProcessHost", "describe_spec"]
+__all__ = [
+    "ProcessDescription",
+    "ProcessHost",
+    "describe_spec",
+    "read_env_files",
+    "start_environment",
+]
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ class ProcessDescription:
         variables substituted and ``$$`` unescaped."""
         from caproni_tasks.config.expand import expand_runtimevars
 
-        env = {name: expand_runtimevars(value, values) for name, value in self.env.items()}
+        env = self.rendered_env(values)
         if self.command:
             from caproni_tasks.reloader.shellcmd import command_argv
 
@@ -83,6 +89,52 @@ class ProcessDescription:
             return command_argv(command, shell), command, env
         argv = [expand_runtimevars(word, values) for word in self.argv]
         return argv, shlex.join(argv), env
+
+    def rendered_env(self, values: Mapping[str, str]) -> dict[str, str]:
+        """``env`` with runtime variables substituted and ``$$`` unescaped."""
+        from caproni_tasks.config.expand import expand_runtimevars
+
+        return {name: expand_runtimevars(value, values) for name, value in self.env.items()}
+
+
+def read_env_files(description: ProcessDescription) -> dict[str, str]:
+    """The variables of the process's ``env_files``, read now, in order (a later file
+    wins); `ValueError` saying what is wrong (``file:line:col: …`` for a mistake in a
+    file, ``file: reason`` for a file that cannot be read)."""
+    if not description.env_files:
+        return {}
+    from caproni_tasks.config.dotenv import load_env_files
+
+    try:
+        return load_env_files(description.env_files)
+    except OSError as exc:
+        raise ValueError(f"{exc.filename}: {exc.strerror or exc}") from None
+
+
+def start_environment(
+    description: ProcessDescription,
+    base: Mapping[str, str],
+    values: Mapping[str, str],
+    from_files: Mapping[str, str] | None = None,
+    *,
+    marker: str | None = None,
+) -> dict[str, str]:
+    """The environment the process starts with — what the supervisor gives it and
+    ``invoke exec --process`` runs a command in: ``base``, then the variables of its
+    env files (``from_files``, else read now: `ValueError` as `read_env_files`),
+    ``PYTHONUNBUFFERED=1`` unless already set, then ``env`` with the runtime variables'
+    ``values`` substituted, and ``marker`` as the session marker when given."""
+    from caproni_tasks.reloader import proctree
+
+    env = dict(base)
+    env.update(read_env_files(description) if from_files is None else from_files)
+    # Python children would block-buffer a pipe and their output would arrive late.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(description.rendered_env(values))
+    if marker is not None:
+        # Inherited by every descendant: finds them however they detach.
+        env[proctree.MARKER_ENV] = marker
+    return env
 
 
 def describe_spec(spec: ProcessSpec) -> ProcessDescription:

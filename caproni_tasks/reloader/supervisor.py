@@ -38,7 +38,11 @@ from caproni_tasks.reloader.aio import cancel_and_wait, wait_timeout
 from caproni_tasks.reloader.backoff import Backoff, BackoffPolicy
 from caproni_tasks.reloader.child import Child, describe_exit
 from caproni_tasks.reloader.child_output import OutputPump
-from caproni_tasks.reloader.description import ProcessDescription
+from caproni_tasks.reloader.description import (
+    ProcessDescription,
+    read_env_files,
+    start_environment,
+)
 from caproni_tasks.reloader.output import SUPERVISOR_LABEL, Output
 from caproni_tasks.reloader.readiness import LogMatcher, describe, port_in_use, wait_ready
 from caproni_tasks.reloader.restart import Action, Restarter
@@ -250,7 +254,8 @@ class ManagedProcess:
             if not await self._wait_dependencies():
                 return
             try:
-                from_files = self._read_env_files()
+                # Read at each start: an edited file counts from the next restart.
+                from_files = read_env_files(self.spec)
             except ValueError as exc:
                 self.event(f"cannot start: env_file {exc}", error=True)
                 self.last_exit = 1
@@ -388,28 +393,15 @@ class ManagedProcess:
                 self._set(ProcessState.WAITING)
                 self.event(f"waiting for a value of runtime variable {', '.join(pending)}")
             values = await hub.values(names)
-        argv, command, rendered = self.spec.render(values, self.supervisor.options.shell)
-        env = dict(self.supervisor.base_env)
-        env.update(from_files or {})
-        # Python children would block-buffer a pipe and their output would arrive late.
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.update(rendered)
-        if self.supervisor.marker is not None:
-            # Inherited by every descendant: finds them however they detach.
-            env[proctree.MARKER_ENV] = self.supervisor.marker
+        argv, command, _ = self.spec.render(values, self.supervisor.options.shell)
+        env = start_environment(
+            self.spec,
+            self.supervisor.base_env,
+            values,
+            from_files or {},
+            marker=self.supervisor.marker,
+        )
         return argv, command, env
-
-    def _read_env_files(self) -> dict[str, str]:
-        """The variables of the process's env files, read at each start (an edited file
-        counts from the next restart); `ValueError` saying what is wrong."""
-        if not self.spec.env_files:
-            return {}
-        from caproni_tasks.config.dotenv import load_env_files
-
-        try:
-            return load_env_files(self.spec.env_files)
-        except OSError as exc:
-            raise ValueError(f"{exc.filename}: {exc.strerror or exc}") from None
 
     async def _spawn(self, argv: list[str], command: str, env: dict[str, str]) -> None:
         self.command = command

@@ -67,8 +67,8 @@ def _check_common(config: CaproniConfig, reloader: ReloaderSpec) -> list[Diagnos
         [p for p in processes if isinstance(p, ProcessSpec)] if isinstance(processes, tuple) else []
     )
     files: dict[Path, tuple[str, int, int]] = {}
-    if reloader.env_file is not None:
-        files[reloader.env_file] = place(config, reloader.location)
+    for path in reloader.env_files:
+        files.setdefault(path, place(config, reloader.location))
     for spec in specs:
         at = place(config, spec.location, reloader.location)
         for path in spec.env_files:

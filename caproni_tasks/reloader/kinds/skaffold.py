@@ -227,7 +227,7 @@ class SkaffoldManager:
             term_grace=TERM_GRACE,
             runtimevars=settings.runtimevars,
             fatal_exits=frozenset({USAGE_ERROR_EXIT}),
-            env_files=(reloader.env_file,) if reloader.env_file is not None else (),
+            env_files=reloader.env_files,
         )
         await host.supervise(reloader.name, [process])
 
