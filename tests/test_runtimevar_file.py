@@ -628,6 +628,28 @@ def test_directory_recreated_at_once_keeps_being_watched(
         watch_value(var, f"{round_} edited")
 
 
+def test_directory_recreated_again_and_again_never_goes_blind(
+    tmp_path: Path, closing: list[Any]
+) -> None:
+    """Twenty rounds of rm -rf + mkdir + write + edit: a directory that appears while
+    its watch is being placed must still be watched (the race that once left a
+    variable watching only the parent, or deadlocked a refresh against the layer)."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "v.txt"
+    path.write_text("0")
+    var = open_file_variable(path, STRING)
+    closing.append(var)
+    assert var.watch(timeout=LONG).value == "0"
+    for round_ in range(1, 21):
+        shutil.rmtree(folder)
+        folder.mkdir()
+        path.write_text(f"{round_}")
+        watch_value(var, f"{round_}")
+        path.write_text(f"{round_} edited")
+        watch_value(var, f"{round_} edited")
+
+
 def test_project_inside_dot_venv_is_not_ignored(tmp_path: Path, closing: list[Any]) -> None:
     folder = tmp_path / ".venv" / "node_modules" / "__pycache__"
     folder.mkdir(parents=True)

@@ -37,6 +37,8 @@ MAX_WAIT = 24 * 3600.0
 MAX_LINKS = 40
 _READ_CHUNK = 1 << 16
 _RESOLVE_ATTEMPTS = 5
+#: When a path kept changing while it was being watched, look again this soon.
+_UNSETTLED_RETRY_S = 0.02
 
 
 def open_file_variable(
@@ -210,37 +212,49 @@ class FileDriver:
         with self._lock:
             if self._stopped or self._publish is None:
                 return
-            self._watch()
+            settled = self._watch()
             state = self._read()
             if state is not None:
                 self._publish(state)
-            self._schedule_retry()
+            if settled:
+                self._schedule_retry()
+            else:  # still changing: look again shortly rather than after `wait`
+                self._schedule_retry(_UNSETTLED_RETRY_S)
 
-    def _watch(self) -> None:
+    def _watch(self) -> bool:
+        """Watch what *path* resolves through; False if it kept changing meanwhile.
+
+        A directory created (or removed) between resolving and its watch going live
+        sent its event to no one (``rm -rf d && mkdir d``), so the path is resolved
+        again after subscribing until what is watched is what exists.
+        """
         for _ in range(_RESOLVE_ATTEMPTS):
             try:
-                self._degraded = self._subscribe(watch_points(self.path))
-                return
+                wanted = watch_points(self.path)
+                self._degraded = self._subscribe(wanted)
             except FileNotFoundError:
                 continue  # a directory vanished between resolving and watching: again
-        self._degraded = True
+            if watch_points(self.path) == wanted:
+                return True
+        return False
 
     def _subscribe(self, wanted: dict[str, frozenset[str]]) -> bool:
-        """Match subscriptions to *wanted*; True if some directory cannot be watched."""
+        """Match subscriptions to *wanted*; True if some directory cannot be watched.
+
+        New watches are made before old ones are released, so a refresh never leaves
+        the layer without a watch for a moment (its thread would stop, and joining it
+        from here could wait on a callback that waits on this variable's lock).
+        """
         degraded = False
-        for directory in list(self._subscriptions):
-            current = self._subscriptions[directory]
-            if directory not in wanted or not current.valid():
-                del self._subscriptions[directory]
-                current.release()
+        obsolete: list[Subscription] = []
         for directory, paths in wanted.items():
             existing = self._subscriptions.get(directory)
-            if existing is not None:
+            if existing is not None and existing.valid():
                 if existing.paths != paths:
                     existing.update(paths)
                 continue
             try:
-                self._subscriptions[directory] = REGISTRY.subscribe(directory, paths, self.refresh)
+                subscription = REGISTRY.subscribe(directory, paths, self.refresh)
             except FileNotFoundError:
                 raise
             except Exception as exc:  # not watchable at all: the retry timer covers it
@@ -249,6 +263,14 @@ class FileDriver:
                     level, "cannot watch %s (retrying every %ss): %s", directory, self.wait, exc
                 )
                 degraded = True
+                continue
+            if existing is not None:
+                obsolete.append(existing)
+            self._subscriptions[directory] = subscription
+        for directory in [d for d in self._subscriptions if d not in wanted]:
+            obsolete.append(self._subscriptions.pop(directory))
+        for subscription in obsolete:
+            subscription.release()
         return degraded
 
     def _read(self) -> Snapshot[Any] | VariableError | None:
@@ -275,7 +297,14 @@ class FileDriver:
         self._last_good_bytes = data
         return Snapshot(value, datetime.now(UTC))
 
-    def _schedule_retry(self) -> None:
+    def _schedule_retry(self, delay: float | None = None) -> None:
+        """Re-read after ``wait`` while stuck or not fully watched; ``delay`` (sooner)
+        when the path was still changing while it was being watched."""
+        if delay is not None:
+            if self._retry is not None:
+                self._retry.cancel()
+            self._retry = SCHEDULER.call_later(delay, self._retry_now)
+            return
         needed = self._stuck or self._degraded
         if not needed:
             if self._retry is not None:
