@@ -741,7 +741,8 @@ class WatchLayer:
         try:
             raw = inotify.read()
         except OSError as exc:
-            log.warning("reading file events failed: %s", exc)
+            if exc.errno != errno.EBADF:  # EBADF: closed under us, this thread is ending
+                log.warning("reading file events failed: %s", exc)
             return
         batches: dict[int, tuple[DirectoryWatch, list[Event]]] = {}
         with self._lock:
