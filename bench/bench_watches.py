@@ -29,7 +29,7 @@ from caproni_tasks.reloader.watching import WatchHub
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from test_fswatch import kernel_watches
+from helpers_watch import kernel_watches
 
 
 async def measure(root: Path, pattern: str) -> tuple[int, int, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,3 +52,10 @@ def repo_dir(tmp_path: Path) -> Path:
 def root(tmp_path: Path) -> Path:
     """A tools root for installer tests."""
     return tmp_path / "root"
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    """A directory shared by one module's examples (hypothesis runs many per test)."""
+    with tempfile.TemporaryDirectory() as name:
+        yield Path(name)

@@ -8,6 +8,7 @@ brackets, duplicated or swapped lines, truncation.
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 #: Bytes worth inserting: controls (with NUL and DEL), YAML/ensure indicators, invalid
@@ -112,3 +113,13 @@ def mutated(draw: st.DrawFn, bases: list[bytes], max_mutations: int = 4) -> byte
     for _ in range(draw(st.integers(1, max_mutations))):
         data = apply(data, draw(_mutation(len(data))))
     return data
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    """The probes' hypothesis settings: bounded, no deadline (a loaded CI machine),
+    module-scoped fixtures allowed."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )

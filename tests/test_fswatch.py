@@ -21,6 +21,7 @@ from helpers_processes import (
     wait_until,
     write_atomic,
 )
+from helpers_watch import kernel_watches
 
 from caproni_tasks import fswatch
 from caproni_tasks.fswatch import LAYER
@@ -43,20 +44,6 @@ def watch_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     # inotify instance on its own thread, a moment after.
     wait_until(lambda: kernel_watches() == LAYER.kernel_watches())
     return backend
-
-
-def kernel_watches() -> int:
-    """inotify watches this process holds, from /proc/self/fdinfo of its inotify fds."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
-                continue
-            with open(f"/proc/self/fdinfo/{fd}") as info:
-                count += sum(1 for line in info if line.startswith("inotify wd"))
-        except OSError:
-            continue
-    return count
 
 
 def make_tree(root: Path, count: int) -> None:

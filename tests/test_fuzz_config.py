@@ -4,13 +4,10 @@ exception, and each is one line with a place in a file we read."""
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from fuzz_mutations import mutated
-from hypothesis import HealthCheck, given, settings
+from fuzz_mutations import fuzz_settings, mutated
+from hypothesis import given, settings
 
 from caproni_tasks.config import load_config
 from caproni_tasks.diagnostics import Diagnostic, has_errors
@@ -19,17 +16,7 @@ from caproni_tasks.lint import lint_files
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(REPO.glob("examples/**/caproni.yaml"))
 BASES = [path.read_bytes() for path in EXAMPLES]
-SETTINGS = settings(
-    max_examples=120,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as name:
-        yield Path(name)
+SETTINGS = fuzz_settings(120)
 
 
 def check(diagnostics: list[Diagnostic], files: set[str]) -> None:

@@ -8,13 +8,10 @@ Only `EnsureFileError`s and diagnostics may come out.
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from fuzz_mutations import mutated
-from hypothesis import HealthCheck, given, settings
+from fuzz_mutations import fuzz_settings, mutated
+from hypothesis import given, settings
 
 from caproni_tasks.ensure import EnsureFileError, parse, parse_versions_file
 from caproni_tasks.ensure.versions_file import HEADER
@@ -31,17 +28,7 @@ VERSIONS_BASES = [
         + f"\ndemo/python/wheels/watchdog\n\tversion:4.0.0\n\t{'a' * 40}\n"
     ).encode()
 ]
-SETTINGS = settings(
-    max_examples=120,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-
-
-@pytest.fixture(scope="module")
-def workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as name:
-        yield Path(name)
+SETTINGS = fuzz_settings(120)
 
 
 def test_bases_parse() -> None:

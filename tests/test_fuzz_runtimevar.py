@@ -12,17 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_mutations import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from caproni_tasks.runtimevar import ErrorCode, VariableError, check_variable_url, open_variable
 from caproni_tasks.runtimevar.durations import parse_duration
 
-SETTINGS = settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+SETTINGS = fuzz_settings(150)
 
 numbers = st.one_of(
     st.integers(0, 10**30).map(str),

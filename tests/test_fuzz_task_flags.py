@@ -17,17 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_mutations import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 from invoke.program import Program
 
 import caproni_tasks
 
-SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+SETTINGS = fuzz_settings(60)
 
 ODD = [
     "",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_watch import kernel_watches
 
 from caproni_tasks.fswatch import BACKEND_ENV, LAYER
 from caproni_tasks.runtimevar import (
@@ -607,47 +608,39 @@ def test_watched_directory_deleted_and_recreated(tmp_path: Path, closing: list[A
     assert watch_until(var, lambda s: s.value == "3").value == "3"
 
 
+def recreate_and_watch(tmp_path: Path, closing: list[Any], rounds: int) -> None:
+    """Rounds of rm -rf + mkdir + write + edit; the variable sees every value."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "v.txt"
+    path.write_text("0")
+    var = open_file_variable(path, STRING)
+    closing.append(var)
+    assert var.watch(timeout=LONG).value == "0"
+    for round_ in range(1, rounds + 1):
+        shutil.rmtree(folder)
+        folder.mkdir()
+        path.write_text(f"{round_}")
+        watch_value(var, f"{round_}")
+        path.write_text(f"{round_} edited")
+        watch_value(var, f"{round_} edited")
+
+
 def test_directory_recreated_at_once_keeps_being_watched(
     tmp_path: Path, closing: list[Any]
 ) -> None:
     """rm -rf + mkdir in one go: ext4 hands the new directory the old inode number, so
     only the deletion event can tell that the old watch died with the old directory."""
-    folder = tmp_path / "conf"
-    folder.mkdir()
-    path = folder / "v.txt"
-    path.write_text("0")
-    var = open_file_variable(path, STRING)
-    closing.append(var)
-    assert var.watch(timeout=LONG).value == "0"
-    for round_ in range(1, 4):
-        shutil.rmtree(folder)
-        folder.mkdir()
-        path.write_text(f"{round_}")
-        watch_value(var, f"{round_}")
-        path.write_text(f"{round_} edited")
-        watch_value(var, f"{round_} edited")
+    recreate_and_watch(tmp_path, closing, rounds=3)
 
 
 def test_directory_recreated_again_and_again_never_goes_blind(
     tmp_path: Path, closing: list[Any]
 ) -> None:
-    """Twenty rounds of rm -rf + mkdir + write + edit: a directory that appears while
-    its watch is being placed must still be watched (the race that once left a
-    variable watching only the parent, or deadlocked a refresh against the layer)."""
-    folder = tmp_path / "conf"
-    folder.mkdir()
-    path = folder / "v.txt"
-    path.write_text("0")
-    var = open_file_variable(path, STRING)
-    closing.append(var)
-    assert var.watch(timeout=LONG).value == "0"
-    for round_ in range(1, 21):
-        shutil.rmtree(folder)
-        folder.mkdir()
-        path.write_text(f"{round_}")
-        watch_value(var, f"{round_}")
-        path.write_text(f"{round_} edited")
-        watch_value(var, f"{round_} edited")
+    """Twenty rounds: a directory that appears while its watch is being placed must
+    still be watched (the race that once left a variable watching only the parent, or
+    deadlocked a refresh against the layer)."""
+    recreate_and_watch(tmp_path, closing, rounds=20)
 
 
 def test_project_inside_dot_venv_is_not_ignored(tmp_path: Path, closing: list[Any]) -> None:
@@ -701,26 +694,12 @@ def test_variables_in_one_directory_share_one_watcher(tmp_path: Path) -> None:
     assert watcher_threads() == []  # close joined it
 
 
-def inotify_watches() -> int:
-    """inotify watches held by this process (Linux /proc)."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
-                continue
-            with open(f"/proc/self/fdinfo/{fd}") as info:
-                count += sum(1 for line in info if line.startswith("inotify wd"))
-        except OSError:
-            continue
-    return count
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_many_directories_share_one_thread_and_closing_releases_everything(
     tmp_path: Path,
 ) -> None:
-    wait_for(lambda: inotify_watches() == LAYER.kernel_watches())  # none closing still
-    before = inotify_watches()
+    wait_for(lambda: kernel_watches() == LAYER.kernel_watches())  # none closing still
+    before = kernel_watches()
     folders = [tmp_path / f"d{i}" for i in range(30)]
     variables = []
     try:
@@ -732,7 +711,7 @@ def test_many_directories_share_one_thread_and_closing_releases_everything(
         assert len(watcher_threads()) == 1  # one thread, one inotify, whatever the count
         # one kernel watch per directory (a notifier rebuilt for each new directory lets
         # go of its predecessors' on their threads, a moment later)
-        wait_for(lambda: inotify_watches() == before + 30)
+        wait_for(lambda: kernel_watches() == before + 30)
         for i in (0, 17, 29):
             write_atomic(folders[i] / "v.txt", f"{i} changed")
         for i, var in enumerate(variables):
@@ -751,7 +730,7 @@ def test_many_directories_share_one_thread_and_closing_releases_everything(
                 var.close()
     assert REGISTRY.native_directories() == []
     wait_no_watcher_threads()
-    wait_for(lambda: inotify_watches() == before)
+    wait_for(lambda: kernel_watches() == before)
 
 
 def test_async_face_with_real_files(tmp_path: Path) -> None:
