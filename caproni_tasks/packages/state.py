@@ -334,10 +334,10 @@ class RootState:
 
 def _load_slot(directory: Path) -> Slot:
     record = None
-    ours = (directory / "state.json").exists() or (directory / "pending.json").exists()
-    if not ours and (directory / CIPD_DESCRIPTION).exists():
-        return _load_cipd_slot(directory)
     state = _read_json(directory / "state.json")
+    data = _read_json(directory / "pending.json")
+    if state is None and data is None and (directory / CIPD_DESCRIPTION).exists():
+        return _load_cipd_slot(directory)
     if state is not None:
         where = directory / "state.json"
         record = SlotRecord(
@@ -348,7 +348,6 @@ def _load_slot(directory: Path) -> Slot:
         )
     pending = None
     identity = None
-    data = _read_json(directory / "pending.json")
     if data is not None:
         where = directory / "pending.json"
         paths = data.get("paths")
