@@ -40,7 +40,6 @@ __all__ = [
     "Slot",
     "SlotRecord",
     "StateError",
-    "atomic_write_text",
     "new_txn",
     "slot_key",
 ]
@@ -65,11 +64,6 @@ def slot_key(subdir: str, package: str) -> str:
     digest = hashlib.sha256(f"{subdir}\n{package}".encode()).hexdigest()[:16]
     tail = package.rsplit("/", 1)[-1][:40]
     return f"{tail}-{digest}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` in one rename, durably (see `caproni_tasks.atomicfile`)."""
-    write_atomic(path, text)
 
 
 @dataclass(frozen=True)
@@ -217,7 +211,7 @@ class Slot:
             "instance_id": pending.instance_id,
             "paths": list(pending.paths),
         }
-        atomic_write_text(self.directory / "pending.json", json.dumps(data))
+        write_atomic(self.directory / "pending.json", json.dumps(data))
         self.pending = pending
         self._pending_identity = (subdir, package)
 
@@ -225,7 +219,7 @@ class Slot:
         """Write the manifest, then ``state.json``: after this the install is done."""
         self.directory.mkdir(parents=True, exist_ok=True)
         manifest = {"format": FORMAT, "files": [f.to_json() for f in files]}
-        atomic_write_text(self.directory / record.manifest_name, json.dumps(manifest))
+        write_atomic(self.directory / record.manifest_name, json.dumps(manifest))
         state = {
             "format": FORMAT,
             "subdir": record.subdir,
@@ -233,7 +227,7 @@ class Slot:
             "instance_id": record.instance_id,
             "txn": record.txn,
         }
-        atomic_write_text(self.directory / "state.json", json.dumps(state))
+        write_atomic(self.directory / "state.json", json.dumps(state))
         self.record = record
         self._files = list(files)
 

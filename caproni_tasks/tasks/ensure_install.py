@@ -129,6 +129,7 @@ def install(
 @task(auto_shortflags=False, help=_COMMON_HELP)
 def resolve(c: Context, ensure_file: str | None = None, service_url: str | None = None) -> None:
     """Write the $ResolvedVersions file for every $VerifiedPlatform (the host if none)."""
+    from caproni_tasks.atomicfile import write_atomic
     from caproni_tasks.ensure import VersionsFile
     from caproni_tasks.packages.pinning import (
         PinningError,
@@ -136,7 +137,6 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
         missing_instances,
         resolve_all_platforms,
     )
-    from caproni_tasks.packages.state import atomic_write_text
 
     try:
         source = _load(c, ensure_file)
@@ -170,7 +170,7 @@ def resolve(c: Context, ensure_file: str | None = None, service_url: str | None 
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(target, text)
+        write_atomic(target, text)
     except OSError as exc:
         fail(f"cannot write the versions file {target}: {exc.strerror or exc}")
     print(f"wrote {target}: {_entries(len(found.entries))} for {platforms}")
@@ -388,10 +388,10 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
         return
     import json as json_module
 
-    from caproni_tasks.packages.state import atomic_write_text
+    from caproni_tasks.atomicfile import write_atomic
 
     try:
-        atomic_write_text(path, json_module.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_atomic(path, json_module.dumps(data, indent=2, sort_keys=True) + "\n")
     except OSError as exc:
         problem = f"cannot write the --json file {path}: {exc.strerror or exc}"
         fail(f"{data['error']}\n{problem}" if "error" in data else problem)
